@@ -1,0 +1,157 @@
+"""The update math of every optimizer, written once.
+
+Each function updates ONE scalar parameter and its state and returns the new
+values as a tuple. They are plain Python (testable without a JIT) and are
+compiled twice: ``numba.njit(inline="always")`` for the CPU kernels in
+:mod:`adamsci.kernels.cpu` and ``numba.cuda.jit(device=True)`` for the CUDA
+kernels in :mod:`adamsci.kernels.cuda`.
+
+Conventions shared by all rules
+-------------------------------
+* Scalars that depend only on the step count (bias corrections, the
+  AdaGrad-decayed learning rate) are computed once per step in float64 by the
+  caller and passed in; see :func:`adam_coefficients`.
+* ``maximize`` negates the gradient first; coupled weight decay (L2) then adds
+  ``weight_decay * p`` to it (torch.optim semantics).
+* The rules contain no float literals: every constant, complements such as
+  ``1 - beta1`` included, is an argument. The kernels compute those scalars in
+  float64 once per step and cast them to the parameters' dtype, so float32
+  parameters are updated in float32 arithmetic (as torch.optim does) and the
+  loops vectorise at full SIMD width.
+"""
+import math
+
+
+def adam_coefficients(t, lr, beta1, beta2, bias_correction):
+    """Per-step float64 scalars of Adam: ``(step_size, inv_sqrt_bc2)``.
+
+    ``step_size = lr / (1 - beta1**t)`` and ``inv_sqrt_bc2 = 1/sqrt(1 -
+    beta2**t)``; ``(lr, 1)`` when ``bias_correction`` is False.
+    """
+    if bias_correction:
+        return lr / (1.0 - beta1 ** t), 1.0 / math.sqrt(1.0 - beta2 ** t)
+    return lr, 1.0
+
+
+def adam(p, g, m, v, vmax, step_size, inv_sqrt_bc2, beta1, c1, beta2, c2,
+         eps, weight_decay, decay, decoupled, amsgrad, maximize):
+    """Adam (Kingma & Ba 2015, Algorithm 1), eps added after bias correction.
+
+    ``m = b1 m + c1 g``; ``v = b2 v + c2 g^2`` (``c = 1 - b``);
+    ``vmax = max(vmax, v)`` (AMSGrad only);
+    ``p -= lr/bc1 * m / (sqrt(v or vmax)/sqrt(bc2) + eps)``.
+    Decoupled weight decay (AdamW) multiplies ``p`` by ``decay = 1 - lr*wd``
+    first; coupled weight decay adds ``weight_decay * p`` to the gradient.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        if decoupled:
+            p = p * decay
+        else:
+            g = g + weight_decay * p
+    m = beta1 * m + c1 * g
+    v = beta2 * v + c2 * (g * g)
+    if amsgrad:
+        vmax = max(vmax, v)
+        denom = math.sqrt(vmax) * inv_sqrt_bc2 + eps
+    else:
+        denom = math.sqrt(v) * inv_sqrt_bc2 + eps
+    p = p - step_size * (m / denom)
+    return p, m, v, vmax
+
+
+def adamax(p, g, m, u, step_size, beta1, c1, beta2, eps, weight_decay,
+           maximize):
+    """AdaMax (Algorithm 2): ``u = max(b2 u, |g| + eps)``; ``p -= lr/bc1 * m/u``."""
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    m = beta1 * m + c1 * g
+    u = max(beta2 * u, abs(g) + eps)
+    p = p - step_size * (m / u)
+    return p, m, u
+
+
+def sgd(p, g, buf, lr, momentum, undamped, nesterov, weight_decay, first,
+        maximize):
+    """SGD with (Nesterov) momentum, torch.optim.SGD semantics.
+
+    ``buf = g`` on the first step, else ``buf = mu buf + undamped g`` with
+    ``undamped = 1 - dampening``;
+    ``p -= lr * (g + mu buf if nesterov else buf)``.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    if momentum != 0.0:
+        if first:
+            buf = g
+        else:
+            buf = momentum * buf + undamped * g
+        if nesterov:
+            g = g + momentum * buf
+        else:
+            g = buf
+    p = p - lr * g
+    return p, buf
+
+
+def adagrad(p, g, s, clr, eps, weight_decay, maximize):
+    """AdaGrad: ``s += g^2``; ``p -= clr * g / (sqrt(s) + eps)``.
+
+    ``clr = lr / (1 + (t-1) lr_decay)`` is computed by the caller.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    s = s + g * g
+    p = p - clr * (g / (math.sqrt(s) + eps))
+    return p, s
+
+
+def rmsprop(p, g, sq, gavg, buf, lr, alpha, c_alpha, eps, momentum, centered,
+            weight_decay, maximize):
+    """RMSProp, torch.optim.RMSprop semantics (optionally centred, momentum)."""
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    sq = alpha * sq + c_alpha * (g * g)
+    if centered:
+        gavg = alpha * gavg + c_alpha * g
+        denom = math.sqrt(sq - gavg * gavg) + eps
+    else:
+        denom = math.sqrt(sq) + eps
+    if momentum > 0.0:
+        buf = momentum * buf + g / denom
+        p = p - lr * buf
+    else:
+        p = p - lr * (g / denom)
+    return p, sq, gavg, buf
+
+
+def adadelta(p, g, sq, acc, lr, rho, c_rho, eps, weight_decay, maximize):
+    """AdaDelta (Zeiler 2012), torch.optim.Adadelta semantics."""
+    if maximize:
+        g = -g
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    sq = rho * sq + c_rho * (g * g)
+    delta = math.sqrt(acc + eps) / math.sqrt(sq + eps) * g
+    acc = rho * acc + c_rho * (delta * delta)
+    p = p - lr * delta
+    return p, sq, acc
+
+
+def ema(avg, p, decay, c_decay):
+    """Temporal averaging (paper section 7.2): ``avg = d avg + (1-d) p``."""
+    return decay * avg + c_decay * p
+
+
+def is_bad(g):
+    """True when ``g`` is NaN or +-inf: ``g - g`` is 0 only for finite ``g``."""
+    return not (g - g == 0.0)
