@@ -64,6 +64,13 @@ def _host(arr):
     return arr.copy_to_host() if hasattr(arr, "copy_to_host") else arr
 
 
+def _on_device(arr):
+    """A CUDA array: ``__cuda_array_interface__`` (Numba, CuPy, torch) or a
+    Numba device array without it (the CUDA simulator's)."""
+    return hasattr(arr, "__cuda_array_interface__") or bool(
+        getattr(arr, "__cuda_ndarray__", False))
+
+
 def _state_class(name, fields):
     base = namedtuple(name, ("step",) + fields)
     return type(name, (_StateMixin, base), {"__slots__": (),
@@ -137,7 +144,7 @@ class Optimizer:
             raise ValueError(f"parallel must be None (automatic), True or "
                              f"False, got {parallel!r}")
         self.parallel = parallel
-        self._kernels = None
+        self._kernels = self._serial = None
         self._validated = None
 
     # -- description -------------------------------------------------------
@@ -165,8 +172,7 @@ class Optimizer:
 
         Device arrays get their state on the same device.
         """
-        if not isinstance(params, np.ndarray) and hasattr(
-                params, "__cuda_array_interface__"):
+        if not isinstance(params, np.ndarray) and _on_device(params):
             from .kernels import cuda
             return cuda.init_state(self, params)
         _float_array("params", params)
@@ -243,50 +249,80 @@ class Optimizer:
             Arrays of the wrong kind, shape or dtype, or a state made for
             another optimizer; nothing is modified.
         """
-        if type(params) is not np.ndarray:
-            if hasattr(params, "__cuda_array_interface__"):
+        # Fast path: the same state as last time and arrays that match it.
+        # Everything else (first call, new state, any mismatch, device
+        # arrays) goes through _prepare, which validates in full.
+        c = self._validated
+        if (c is None or c[0] is not state or type(params) is not np.ndarray
+                or type(grads) is not np.ndarray or params.shape != c[1]
+                or grads.shape != c[1] or params.dtype != c[2]
+                or grads.dtype != c[2]):
+            c = self._prepare(params, grads, state)
+            if c is None:  # device arrays: handled by the CUDA backend
                 from .kernels import cuda
                 return cuda.step(self, params, grads, state)
+        flags = params.flags
+        if not (flags.writeable and flags.c_contiguous):
+            self._check_writable(flags)
+        if not grads.flags.c_contiguous:
+            grads = np.ascontiguousarray(grads)
+        lr = self._lr if self._schedule is None else self._learning_rate(state)
+        if c[4]:  # not 1-D: the kernels take flat views
+            params = params.reshape(-1)
+            grads = grads.reshape(-1)
+        n = c[5]
+        if n < PARALLEL_THRESHOLD and self.parallel is not True:
+            kernel, nchunks = self._serial, 1
+        else:
+            kernel, nchunks = self._pick_kernel(n)
+        bad = kernel(params, grads, *c[3], lr, *self._hyper, self._check,
+                     nchunks)
+        if bad:
+            return self._nonfinite(bad, n)
+        return True
+
+    def _prepare(self, params, grads, state):
+        """Validate in full; cache what the fast path of :meth:`step` needs.
+
+        Returns None for device arrays (the CUDA backend validates those).
+        """
+        if type(params) is not np.ndarray:
+            if _on_device(params):
+                return None
             _float_array("params", params)
         if type(grads) is not np.ndarray:
-            if hasattr(grads, "__cuda_array_interface__"):
+            if _on_device(grads):
                 raise TypeError("params is a host (NumPy) array but grads is "
                                 "a device array: put both on the same device")
             _float_array("grads", grads)
-        dtype = params.dtype
-        cached = self._validated
-        if cached is None or cached[0] is not state or cached[1] != \
-                params.shape or cached[2] != dtype:
-            _float_array("params", params)
-            self._validate_state(state, params.shape, dtype)
-            self._validated = (state, params.shape, dtype)
-        flags = params.flags
+        _float_array("params", params)
+        self._validate_state(state, params.shape, params.dtype)
+        if grads.shape != params.shape:
+            raise ValueError(f"grads has shape {grads.shape}, params has "
+                             f"shape {params.shape}")
+        if grads.dtype != params.dtype:
+            raise TypeError(f"grads has dtype {grads.dtype}, params has dtype "
+                            f"{params.dtype}; they must match")
+        self._check_writable(params.flags)
+        arrays = tuple(state[1:])
+        flat = params.ndim != 1
+        if flat:
+            arrays = tuple(a.reshape(-1) for a in arrays)
+        if self._kernels is None:
+            self._pick_kernel(0)
+        c = (state, params.shape, params.dtype, arrays + (state.step,), flat,
+             params.size)
+        self._validated = c
+        return c
+
+    @staticmethod
+    def _check_writable(flags):
         if not flags.writeable:
             raise ValueError("params is read-only; step updates it in place")
         if not flags.c_contiguous:
             raise ValueError(
                 "params must be C-contiguous to be updated in place; pass "
                 "np.ascontiguousarray(params) and copy the result back")
-        if grads.shape != params.shape:
-            raise ValueError(f"grads has shape {grads.shape}, params has "
-                             f"shape {params.shape}")
-        if grads.dtype != dtype:
-            raise TypeError(f"grads has dtype {grads.dtype}, params has dtype "
-                            f"{dtype}; they must match")
-        if not grads.flags.c_contiguous:
-            grads = np.ascontiguousarray(grads)
-        lr = self._learning_rate(state)
-        arrays = state[1:]
-        if params.ndim != 1:
-            params = params.reshape(-1)
-            grads = grads.reshape(-1)
-            arrays = [a.reshape(-1) for a in arrays]
-        kernel, nchunks = self._pick_kernel(params.size)
-        bad = kernel(params, grads, *arrays, state.step, lr, *self._hyper,
-                     self._check, nchunks)
-        if bad:
-            return self._nonfinite(bad, params.size)
-        return True
 
     def _nonfinite(self, bad, n):
         if self.nonfinite == "raise":
@@ -302,6 +338,7 @@ class Optimizer:
             kernels = self._kernels = (
                 getattr(cpu, self._kernel_name),
                 getattr(cpu, self._kernel_name + "_parallel"), cpu)
+            self._serial = kernels[0]
         par = self.parallel
         if par is False or (par is None and n < PARALLEL_THRESHOLD):
             return kernels[0], 1
