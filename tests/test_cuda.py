@@ -189,6 +189,7 @@ def test_learning_rate_schedule_reads_the_device_step(cu):
 
 # -- the kernels themselves, launched directly --------------------------------
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the simulator's NaN
+@pytest.mark.filterwarnings("ignore:Grid size")          # tiny grids on a GPU
 def test_twin_kernel_launched_directly_matches_cpu_driver(cu):
     """A twin alone does what its CPU driver does: one launch, step advanced;
     with check, a count left by count_nonfinite makes it a no-op."""
@@ -492,16 +493,36 @@ class CudaArrayInterface:
 @pytest.mark.gpu
 @pytest.mark.skipif(SIM, reason="needs a real GPU")
 def test_objects_with_cuda_array_interface(cu):
+    """Foreign device arrays are stepped in place, exactly like Numba's."""
+    rng = np.random.default_rng(6)
+    x0 = rng.standard_normal(100).astype(np.float32)
+    grads = rng.standard_normal((3, 100)).astype(np.float32)
+    host_opt, numba_opt, cai_opt = (adamsci.Adam(amsgrad=True)
+                                    for _ in range(3))
+    x = x0.copy()
+    state = host_opt.init(x)
+    d_numba, d_cai = cu.to_device(x0), cu.to_device(x0)
+    s_numba = numba_opt.init(d_numba)
+    s_cai = cai_opt.init(CudaArrayInterface(d_cai))
     with geometry(threads_per_block=32, max_blocks=2):
-        _, grads, host, dev = run_twins(cu, "adam", {"amsgrad": True},
-                                        np.float32, (100,), steps=3)
-        dev_opt, dx, dstate = dev
-        x = CudaArrayInterface(dx)
-        g = CudaArrayInterface(cu.to_device(grads[0]))
-        state = dev_opt.init(x)
-        assert dev_opt.step(x, g, state)
-    assert int(state.step.copy_to_host()[0]) == 1
-    assert_twins_agree(host, (dev_opt, dx, dstate), 1e-5)
+        for k in range(3):
+            host_opt.step(x, grads[k], state)
+            numba_opt.step(d_numba, cu.to_device(grads[k]), s_numba)
+            assert cai_opt.step(CudaArrayInterface(d_cai),
+                                CudaArrayInterface(cu.to_device(grads[k])),
+                                s_cai)
+    assert d_cai.copy_to_host().tobytes() == d_numba.copy_to_host().tobytes()
+    assert_twins_agree((host_opt, x, state), (cai_opt, d_cai, s_cai), 1e-5)
+
+
+@pytest.mark.skipif(not SIM, reason="simulator only")
+def test_simulator_rejects_foreign_arrays_clearly(cu):
+    dx = cu.to_device(np.ones(3))
+    foreign = CudaArrayInterface.__new__(CudaArrayInterface)
+    foreign.__cuda_array_interface__ = {"shape": (3,), "typestr": "<f8",
+                                        "data": (0, False), "version": 3}
+    with pytest.raises(TypeError, match="simulator"):
+        adamsci.Adam().step(dx, foreign, adamsci.Adam().init(dx))
 
 
 @pytest.mark.gpu

@@ -168,8 +168,8 @@ def _throughput(cu, n, dtype, rounds, reps, torch):
     }
     if torch is not None:
         tdtype = torch.float32 if itemsize == 4 else torch.float64
-        tp = torch.ones(n, dtype=tdtype, device="cuda")
-        tp.grad = torch.full_like(tp, 0.5)
+        tp = torch.ones(n, dtype=tdtype, device="cuda", requires_grad=True)
+        tp.grad = torch.full((n,), 0.5, dtype=tdtype, device="cuda")
         topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
         variants["torch fused"] = topt.step
     timer = _Timer(cu)
