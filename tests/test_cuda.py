@@ -141,11 +141,14 @@ def test_float64_twins_agree_over_100_steps(cu, label, name, kw):
 
 
 @pytest.mark.parametrize("label,name,kw", CONFIGS, ids=IDS)
-def test_float32_twins_agree(cu, label, name, kw):
-    with geometry(threads_per_block=4, max_blocks=2):
+def test_float32_twins_agree_over_100_steps(cu, label, name, kw):
+    # float32 arithmetic on both sides; a GPU's fused multiply-adds round
+    # differently, so the bound is a few hundred float32 ulps. (No
+    # non-finite check here: one launch per step; the float64 runs check.)
+    with geometry(threads_per_block=4, max_blocks=1):
         _, _, host, dev = run_twins(cu, name, kw, np.float32, (13,),
-                                    steps=20, seed=1)
-    assert_twins_agree(host, dev, rtol=2e-6)
+                                    steps=100, seed=1, nonfinite="ignore")
+    assert_twins_agree(host, dev, rtol=1e-5)
 
 
 @pytest.mark.parametrize("n,max_blocks", [

@@ -229,7 +229,7 @@ def _run(cu, quick, sizes):
              f"launch: {kc.launch_config(max(sizes))[1]} threads per block"]
 
     n_check = (7 if sim else 1000) if quick else 100_003
-    steps = 3 if quick else 20
+    steps = (2 if sim else 3) if quick else 20
     t0 = time.perf_counter()
     rows = _correctness(cu, n_check, steps)
     lines += ["", f"correctness: CUDA twin vs CPU twin, n={n_check}, "
@@ -253,7 +253,8 @@ def _run(cu, quick, sizes):
         for dtype in (np.float32, np.float64):
             itemsize = np.dtype(dtype).itemsize
             adam_bytes = _PASSES * n * itemsize
-            reps = 2 if quick else int(np.clip(3e10 / adam_bytes, 10, 300))
+            reps = ((1 if sim else 5) if quick
+                    else int(np.clip(3e10 / adam_bytes, 10, 300)))
             ms, copy_bytes = _throughput(cu, n, dtype, rounds, reps, torch)
             gbs = {}
             for variant, t in ms.items():
