@@ -699,8 +699,13 @@ def step(opt, params, grads, state):
     check = opt._check
     if check:
         _launcher("count_nonfinite", blocks, tpb)(g, scratch)
-    _launcher(opt._kernel_name, blocks, tpb)(p, g, *arrays, step_arr, lr,
-                                              *opt._hyper, check, scratch)
+    try:
+        _launcher(opt._kernel_name, blocks, tpb)(p, g, *arrays, step_arr, lr,
+                                                  *opt._hyper, check, scratch)
+    except BaseException:
+        # the update never ran: clear the count it would have consumed
+        scratch.copy_to_device(np.zeros(_SCRATCH_SIZE, np.int64))
+        raise
     if check:
         last_count.copy_to_host(pinned)
         bad = int(pinned[0])
