@@ -200,12 +200,16 @@ class Optimizer:
             self._validate_state(state, shapes[0], arrays[0].dtype)
         return state
 
-    def _validate_state(self, state, shape, dtype):
+    def _validate_state(self, state, shape, dtype, host=True):
         if type(state) is not self.State:
             raise TypeError(f"state must be a {self.State.__name__} made by "
                             f"{type(self).__name__}.init, got "
                             f"{type(state).__name__}")
         step = state.step
+        if host and not all(type(a) is np.ndarray for a in state):
+            raise TypeError("state holds device arrays but params is a host "
+                            "(NumPy) array: put params, grads and state on "
+                            "the same device")
         if step.shape != (1,) or step.dtype != np.int64:
             raise ValueError("state.step must be an int64 array of shape (1,)")
         for name, arr, on in zip(state._fields[1:], state[1:],

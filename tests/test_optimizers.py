@@ -333,3 +333,12 @@ def test_averaged_errors():
     opt = adamsci.AdaMax(ema_decay=0.5)
     with pytest.raises(ValueError, match="no step"):
         opt.averaged(opt.init(np.zeros(2)))
+
+
+def test_state_of_foreign_array_type_is_a_type_error():
+    opt, x, s = _ready()
+    odd = s._replace(m=list(s.m))
+    x0 = x.copy()
+    with pytest.raises(TypeError, match="same device"):
+        opt.step(x, np.ones(4), opt.State(*odd))
+    np.testing.assert_array_equal(x, x0)

@@ -646,7 +646,7 @@ def to_device(state):
 def _state_arrays(opt, mod, state, shape, dtype):
     """Validate a device state once; its arrays as flat device views."""
     if type(state) is not opt.State:
-        opt._validate_state(state, shape, dtype)       # raises TypeError
+        opt._validate_state(state, shape, dtype, host=False)  # TypeError
     views = []
     for name, arr in zip(state._fields, state):
         if not _is_device(arr):
@@ -655,7 +655,7 @@ def _state_arrays(opt, mod, state, shape, dtype):
                 f"move the state with adamsci.kernels.cuda.to_device(state)")
         views.append(_device_view(mod, arr, f"state.{name}"))
     view_state = opt.State(*views)
-    opt._validate_state(view_state, shape, dtype)
+    opt._validate_state(view_state, shape, dtype, host=False)
     for name, arr in zip(state._fields, views):
         if not arr.is_c_contiguous():
             raise ValueError(f"state.{name} must be C-contiguous")
