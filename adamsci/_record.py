@@ -48,8 +48,13 @@ FP_SNORM = 9    # fp slot of the last step's norm
 FP_LR = 10      # fp slot of the last step's learning rate
 IP_NIT = 11     # ip slot of the iteration counter
 IP_STEP = 12    # ip slot of the optimizer's step count
+PENDING = 13    # 1: the next evaluation's row is still to be recorded
 SEL0 = 16       # meta[SEL0:SEL0 + nsel]: indices of the recorded parameters
 NMETA = SEL0
+
+#: Status of :func:`adamsci.history.iterate_record` when ``B`` must grow
+#: before the due row can be written (nothing else was done).
+FULL = -100
 
 
 @njit(**JIT)

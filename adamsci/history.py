@@ -100,6 +100,9 @@ import os
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from numba import njit
+
+from . import _compiled as C
 from . import _record as R
 
 __all__ = ["Recorder", "Result", "concat", "open_history", "OPTIONS",
@@ -136,6 +139,7 @@ OPTIONS_DOC = """
 """
 
 _STATE = "state_"
+_RESERVE = 1 << 28      # bytes of history buffer reserved up front at most
 _LONG_NAMES = {
     "iteration": "iteration (optimizer steps taken)",
     "epoch": "epoch of the minibatch (0-based)",
@@ -355,52 +359,71 @@ class Recorder:
             self.grow()
 
     # -- the Dataset --------------------------------------------------------
-    def to_dataset(self):
-        """The recorded rows as an :class:`xarray.Dataset` (copies)."""
+    def to_dataset(self, copy=True, data=None, coords=None):
+        """The recorded rows as an :class:`xarray.Dataset`.
+
+        ``copy=False`` gives float64 variables that are views of the buffer
+        (no new memory; the buffer must then not be reused). ``data`` and
+        ``coords`` add variables (as for :class:`xarray.Dataset`).
+        """
         import xarray as xr
         r = self.rows
         B = self.B[:r]
         nsel = self.sel.size
         names = [self.names[i] for i in self.sel]
         dt = self.dtype
-        coords = {"iteration": ("iteration", B[:, R.IT].astype(np.int64)),
-                  "param": ("param", np.array(names, dtype=str))}
+
+        def col(c, k=None):
+            a = B[:, c] if k is None else B[:, c:c + k]
+            if a.dtype != dt and k is not None:
+                return a.astype(dt)
+            return a.copy() if copy else a
+        crd = {"iteration": ("iteration", B[:, R.IT].astype(np.int64)),
+               "param": ("param", np.array(names, dtype=str))}
         if self.epoch:
-            coords["epoch"] = ("iteration", B[:, R.EPOCH].astype(np.int64))
-        data = {}
+            crd["epoch"] = ("iteration", B[:, R.EPOCH].astype(np.int64))
+        crd.update(coords or {})
+        var = {}
         meta = self.meta
         if meta[R.XOFF] >= 0:
-            c = meta[R.XOFF]
-            data["x"] = (("iteration", "param"), B[:, c:c + nsel].astype(dt))
-        data["fun"] = ("iteration", B[:, R.FUN].copy())
-        data["grad_norm"] = ("iteration", B[:, R.GNORM].copy())
-        data["step_norm"] = ("iteration", B[:, R.SNORM].copy())
-        data["learning_rate"] = ("iteration", B[:, R.LR].copy())
+            var["x"] = (("iteration", "param"), col(meta[R.XOFF], nsel))
+        var["fun"] = ("iteration", col(R.FUN))
+        var["grad_norm"] = ("iteration", col(R.GNORM))
+        var["step_norm"] = ("iteration", col(R.SNORM))
+        var["learning_rate"] = ("iteration", col(R.LR))
         if meta[R.GOFF] >= 0:
-            c = meta[R.GOFF]
-            data["grad"] = (("iteration", "param"),
-                            B[:, c:c + nsel].astype(dt))
+            var["grad"] = (("iteration", "param"), col(meta[R.GOFF], nsel))
         if meta[R.AOFF] >= 0:
             c = meta[R.AOFF]
-            data["x_avg"] = (("iteration", "param"), self._averaged(
+            var["x_avg"] = (("iteration", "param"), self._averaged(
                 B[:, c:c + nsel].astype(dt), B[:, R.STEP]))
-        ds = xr.Dataset(data, coords=coords)
-        for name, var in ds.variables.items():
+        var.update(data or {})
+        ds = xr.Dataset(var, coords=crd)
+        for name, v in ds.variables.items():
             if name in _LONG_NAMES:
-                var.attrs["long_name"] = _LONG_NAMES[name]
+                v.attrs["long_name"] = _LONG_NAMES[name]
+            elif name.startswith(_STATE):
+                v.attrs["long_name"] = _STATE_LONG.get(
+                    name[len(_STATE):],
+                    f"optimizer state: {name[len(_STATE):]}")
             if name in _UNITS:
-                var.attrs["units"] = _UNITS[name]
+                v.attrs["units"] = _UNITS[name]
         return ds
 
     def _averaged(self, raw, steps):
-        """``raw / (1 - d**t) * scale`` row by row, as Adam.averaged does."""
+        """``raw / (1 - d**t) * scale`` as ``Adam.averaged`` computes it.
+
+        The denominators are Python floats (the same ``pow`` as the
+        optimizer's), cast to the parameters' dtype like a Python scalar in
+        NumPy arithmetic, so the values equal ``res.x_avg`` bitwise.
+        """
         d = self.ema_decay
-        out = np.empty_like(raw)
+        t = steps.astype(np.int64)
+        den = np.array([1.0 - d ** int(k) for k in t], np.float64)
+        den = den.astype(raw.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
-            for i in range(raw.shape[0]):
-                t = int(steps[i])
-                den = 1.0 - d ** t
-                out[i] = raw[i] / den if t > 0 else np.nan
+            out = raw / den[:, None]
+        out[t == 0] = np.nan
         if self.scale is not None:
             out = (out * self.scale[self.sel]).astype(raw.dtype)
         return out
@@ -433,9 +456,15 @@ def netcdf_attr(value):
     >>> netcdf_attr(True), netcdf_attr(None), netcdf_attr([1, 2]), netcdf_attr(0.5)
     (1, 'null', '[1, 2]', 0.5)
     """
+    if value is None:
+        return "null"
+    if isinstance(value, (str, np.str_)):
+        return str(value)
     if isinstance(value, (bool, np.bool_)):
         return int(value)
-    if isinstance(value, numbers.Integral):
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (int, np.integer, numbers.Integral)):
         v = int(value)
         return v if _I32[0] <= v <= _I32[1] else str(v)
     if isinstance(value, numbers.Real):
@@ -629,7 +658,10 @@ class Session:
             offset=offset)
         maxiter = opts.get("maxiter")
         if every and isinstance(maxiter, numbers.Integral):
-            self.rec.reserve(min(int(maxiter) // every + 2, 1 << 16))
+            # all the rows the run can need, up to _RESERVE bytes: pages
+            # are only touched (made resident) as rows are written
+            self.rec.reserve(min(int(maxiter) // every + 2,
+                                 _RESERVE // (8 * self.rec.ncol)))
         self.bar = None
         self.hook = None
         self.run = None
@@ -637,7 +669,6 @@ class Session:
     # -- before the loop ----------------------------------------------------
     def attach(self, run):
         """Restore the loop values and the objective, ask for step norms."""
-        from . import _compiled as C
         meta = self.rec.meta
         meta[R.FP_SNORM], meta[R.FP_LR] = C.STEPNORM, C.LR_USED
         meta[R.IP_NIT], meta[R.IP_STEP] = C.NIT, C.STEP
@@ -661,7 +692,8 @@ class Session:
                 self.objective.set_state(ck.objective)
         if self.progress:
             self.bar = _Progress(int(self.opts.get("maxiter") or 0),
-                                 self.offset)
+                                 self.offset, self.start is None,
+                                 f"adamsci.{self.opt.name}")
         self.run = run
         self.hook = self._make_hook(run)
         return self
@@ -681,7 +713,7 @@ class Session:
             def hook(run, f, g):
                 if kernel(rec.B, meta, x, g, f, fp, ip, S, nan):
                     rec.B = R.grow(rec.B)
-            return hook
+            return _Hook(hook, self)
         # calls come at iterations first, first + 1, ...: count down to the
         # next multiple of k instead of dispatching the kernel every time
         first = 0 if self.start is None else self.offset + 1
@@ -698,13 +730,11 @@ class Session:
                     ep = nan if objective is None else objective.epoch
                     if kernel(rec.B, meta, x, g, f, fp, ip, S, ep):
                         rec.B = R.grow(rec.B)
-        return hook
+        return _Hook(hook, self)
 
     # -- after the loop -------------------------------------------------------
     def finish(self, res, run=None, B=None):
         """Set ``res.history`` (when recording or resuming); close the bar."""
-        import xarray as xr
-        from . import _compiled as C
         run = self.run if run is None else run
         if B is not None:
             self.rec.B = B
@@ -714,10 +744,6 @@ class Session:
             res.param_names = list(self.names)
         if not self.every and self.ckpt is None:
             return res
-        ds = self.rec.to_dataset()
-        if not self.every:
-            ds = ds.isel(iteration=slice(0, 0))
-        n = run.x.size
         dims = ("state_param",)
         state = {"state_x": (dims, np.array(res.x, copy=True))}
         if self.scale is not None:
@@ -736,16 +762,9 @@ class Session:
         for k, (arr, slot) in _LOOP.items():
             v = getattr(run, arr)[getattr(C, slot)]
             state[_STATE + k] = ((), v.item())
-        sds = xr.Dataset(state, coords={"state_param": ("state_param",
-                                                        np.array(self.names,
-                                                                 dtype=str))})
-        sds["state_param"].attrs["long_name"] = "parameter"
-        for name in sds.data_vars:
-            sds[name].attrs["long_name"] = _STATE_LONG.get(
-                name[len(_STATE):], f"optimizer state: {name[len(_STATE):]}")
-        ds = xr.merge([ds, sds], compat="no_conflicts", join="outer",
-                      combine_attrs="drop")
-        assert ds.sizes["state_param"] == n
+        ds = self.rec.to_dataset(
+            copy=False, data=state,
+            coords={"state_param": (dims, np.array(self.names, dtype=str))})
         ds.attrs = self._attrs(res)
         res.history = ds
         return res
@@ -796,6 +815,78 @@ _STATE_LONG = {
 }
 
 
+class _Hook:
+    """The Python loop's hook: ``hook(run, f, g)`` after each evaluation.
+
+    ``hot_loop`` (None with a progress bar) runs the minimize hot loop with
+    the recording fused into the per-iteration compiled call
+    (:func:`iterate_record`): no extra dispatch per iteration.
+    """
+
+    def __init__(self, fn, session):
+        self.fn = fn
+        self.session = session
+        if session.bar is not None or not session.every:
+            self.hot_loop = None
+
+    def __call__(self, run, f, g):
+        self.fn(run, f, g)
+
+    def hot_loop(self, run, objective, xv, f, g, scalar, gradient):
+        """The minimize hot loop (``jac=True``, no args, no callback).
+
+        ``f, g`` are the (normalised) evaluation at ``x``, already passed
+        to the hook; ``scalar(f)`` and ``gradient(g, n, dtype)`` normalise
+        the objective's return values. Returns ``(status, f, g)``.
+        """
+        kernel = iterate_record
+        x, y, S, fp, ip, W = run.x, run.y, run.S, run.fp, run.ip, run.W
+        n, dtype = run.n, run.dtype
+        rec = self.session.rec
+        meta = rec.meta
+        B = rec.B
+        meta[R.PENDING] = 0         # this evaluation went to the hook
+        ndarray = np.ndarray
+        float64 = np.float64
+        minibatch = self.session.minibatch
+        ep = objective.epoch if minibatch else math.nan
+        full = R.FULL
+        while True:
+            status = kernel(x, y, g, f, S, fp, ip, W, B, meta, ep)
+            if status >= 0:
+                return status, f, g
+            if status == full:
+                B = rec.B = R.grow(B)
+                continue
+            f, g = objective(xv)
+            if type(f) is not float and type(f) is not float64:
+                f = scalar(f)
+            if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
+                g = gradient(g, n, dtype)
+            if minibatch:
+                ep = objective.epoch
+
+
+@njit(**R.JIT)
+def iterate_record(x, y, g, f, S, fp, ip, W, B, meta, epoch):
+    """Record the row of this evaluation if due, then ``_compiled.iterate``.
+
+    The evaluation ``(f, g)`` at ``x`` is recorded when it is the first one
+    after a step (``meta[PENDING]``); returns iterate's status, or
+    :data:`adamsci._record.FULL` (nothing done) when ``B`` must grow first.
+    """
+    if meta[R.PENDING] != 0:
+        it = ip[meta[R.IP_NIT]] + meta[R.OFFSET]
+        if it % meta[R.EVERY] == 0 and meta[R.ROWS] >= B.shape[0]:
+            return R.FULL
+        R.record_row(B, meta, x, g, f, fp, ip, S, epoch)
+        meta[R.PENDING] = 0
+    status = C.iterate(x, y, g, f, S, fp, ip, W)
+    if status == C.CONTINUE:
+        meta[R.PENDING] = 1
+    return status
+
+
 _NO_B = np.empty((0, R.NCOL))
 _NO_META = np.zeros(0, np.int64)
 
@@ -827,13 +918,14 @@ def hooked(hook, session):
 class _Progress:
     """A tqdm bar: iteration, smoothed objective, rate (tqdm.auto)."""
 
-    def __init__(self, total, offset, smoothing=0.9, every=64):
+    def __init__(self, total, offset, fresh, desc, smoothing=0.9, every=64):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=total or None, desc="adamsci", unit="it",
+        self.bar = tqdm(total=(offset + total) if total else None,
+                        initial=offset, desc=desc, unit="it",
                         dynamic_ncols=True, leave=True)
         self.every = every
         self.count = 0
-        self.pending = 0
+        self.pending = -1 if fresh else 0     # iteration 0 is no step
         self.s = smoothing
         self.ema = 0.0
         self.w = 0.0
@@ -848,7 +940,7 @@ class _Progress:
             self._flush()
 
     def _flush(self):
-        if self.pending:
+        if self.pending > 0:
             self.bar.update(self.pending)
             self.count += self.pending
             self.pending = 0
