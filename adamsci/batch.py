@@ -251,7 +251,7 @@ def _prepare(model, xdata, ydata, p0, sigma, bounds, x_scale, dtype):
 
 def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
               target="cpu", method="adam", maxiter=1000, tol=1e-6,
-              learning_rate=0.1, beta1=0.9, beta2=0.999, eps=1e-8,
+              learning_rate=0.3, beta1=0.5, beta2=0.999, eps=1e-8,
               lr_decay=0.5, x_scale="jac", absolute_sigma=False, dtype=None,
               parallel=None, threads_per_block=128):
     r"""Fit ``model`` independently to every row of ``ydata``.
@@ -290,10 +290,14 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         Maximum number of steps per fit.
     tol : float, default 1e-6
         Relative tolerance of the stopping rule (see Notes).
-    learning_rate : float or adamsci.schedules.Schedule, default 0.1
+    learning_rate : float or adamsci.schedules.Schedule, default 0.3
         In units of each parameter's scale ``s_j`` (see ``x_scale``).
-    beta1, beta2, eps : float
-        Adam's hyperparameters (defaults of the paper).
+    beta1, beta2, eps : float, default 0.5, 0.999, 1e-8
+        Adam's hyperparameters. ``beta1`` is 0.5 rather than the paper's 0.9:
+        a fit's ``chi2`` is deterministic (no minibatch noise to average),
+        and less momentum overshoots less; over the built-in models this
+        took 1.3-2x fewer steps at equal or better accuracy (see the batch
+        benchmark).
     lr_decay : float in (0, 1], default 0.5
         Per fit, the learning rate is multiplied by ``lr_decay`` (and the
         momentum restarted) whenever ``chi2`` rises. 1 disables this.

@@ -240,52 +240,72 @@ def linear_grad(x, p, out):
 
 def _sorted_1d(xdata, ydata):
     """Broadcast x to y's shape and sort every row by x (NaNs of x last)."""
-    x = np.broadcast_to(np.asarray(xdata, dtype=float), ydata.shape)
-    order = np.argsort(x, axis=-1, kind="stable")
-    x = np.take_along_axis(x, order, -1)
-    y = np.take_along_axis(np.asarray(ydata, dtype=float), order, -1)
+    x = np.asarray(xdata, dtype=float)
+    y = np.asarray(ydata, dtype=float)
+    if x.ndim == 1:                     # shared x: sort once
+        if not np.all(x[1:] >= x[:-1]):
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[:, order]
+        x = np.broadcast_to(x, y.shape)
+    else:
+        x = np.broadcast_to(x, y.shape)
+        if not np.all(x[:, 1:] >= x[:, :-1]):
+            order = np.argsort(x, axis=-1, kind="stable")
+            x = np.take_along_axis(x, order, -1)
+            y = np.take_along_axis(y, order, -1)
     bad = ~(np.isfinite(x) & np.isfinite(y))
-    return np.where(bad, np.nan, x), np.where(bad, np.nan, y)
+    if bad.any():
+        return np.where(bad, np.nan, x), np.where(bad, np.nan, y)
+    return x, y
 
 
-def _nan_fill(a, fill):
-    a = np.asarray(a, dtype=float)
-    return np.where(np.isfinite(a), a, fill)
+def _quantiles(y, *qs):
+    """Row quantiles of ``y`` ignoring NaNs (nearest rank; fast, unlike
+    ``np.nanpercentile`` which loops over rows when NaNs are present)."""
+    ys = np.sort(y, axis=-1)            # NaNs sort last
+    n = np.isfinite(y).sum(-1)
+    out = []
+    for q in qs:
+        k = np.clip(np.rint(q * (n - 1)).astype(np.intp), 0, None)
+        v = np.take_along_axis(ys, np.minimum(k, y.shape[-1] - 1)[..., None],
+                               -1)[..., 0]
+        out.append(np.where(n > 0, v, np.nan))
+    return out
 
 
 def _masked_trapezoid(x, y):
-    """Trapezoid integral along the last axis over finite (x, y) pairs."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    # carry the last finite x forward so that gaps are bridged
-    xf = np.where(ok, x, np.nan)
-    idx = np.where(ok, np.arange(x.shape[-1]), 0)
-    np.maximum.accumulate(idx, axis=-1, out=idx)
-    xl = np.take_along_axis(xf, idx, -1)
-    yl = np.take_along_axis(np.where(ok, y, np.nan), idx, -1)
-    dx = np.diff(xl, axis=-1)
-    seg = 0.5 * (yl[..., 1:] + yl[..., :-1]) * dx
-    seg = np.where(ok[..., 1:] & np.isfinite(seg), seg, 0.0)
-    return seg.sum(-1)
+    """Trapezoid integral along the last axis; masked (NaN) points count as
+    zero and NaN coordinates are bridged by the previous finite one."""
+    if not np.isfinite(x).all():
+        ok = np.isfinite(x)
+        idx = np.where(ok, np.arange(x.shape[-1]), 0)
+        np.maximum.accumulate(idx, axis=-1, out=idx)
+        x = np.take_along_axis(np.where(ok, x, 0.0), idx, -1)
+    y = np.where(np.isfinite(y), y, 0.0)
+    return (0.5 * (y[..., 1:] + y[..., :-1]) * np.diff(x, axis=-1)).sum(-1)
 
 
 def _peak_guess(xdata, ydata, shape):
     """amplitude, center, width, offset of a single peak (or dip)."""
     x, y = _sorted_1d(xdata, ydata)
     with np.errstate(all="ignore"), _quiet():
-        lo = np.nanpercentile(y, 10, axis=-1)
-        hi = np.nanpercentile(y, 90, axis=-1)
-        med = np.nanmedian(y, axis=-1)
-        ymax = np.nanmax(y, axis=-1)
-        ymin = np.nanmin(y, axis=-1)
+        lo, med, hi = _quantiles(y, 0.1, 0.5, 0.9)
+        has_nan = np.isnan(y).any()
+        kmax = np.argmax(np.where(np.isnan(y), -np.inf, y) if has_nan else y,
+                         -1)[:, None]
+        kmin = np.argmin(np.where(np.isnan(y), np.inf, y) if has_nan else y,
+                         -1)[:, None]
+        ymax = np.take_along_axis(y, kmax, -1)[:, 0]
+        ymin = np.take_along_axis(y, kmin, -1)[:, 0]
         dip = (med - ymin) > (ymax - med)
         offset = np.where(dip, hi, lo)
         amp = np.where(dip, ymin, ymax) - offset
-        k = np.where(dip, np.nanargmin(np.where(np.isnan(y), np.inf, y), -1),
-                     np.nanargmax(np.where(np.isnan(y), -np.inf, y), -1))
-        center = np.take_along_axis(x, k[:, None], -1)[:, 0]
+        k = np.where(dip[:, None], kmin, kmax)
+        center = np.take_along_axis(x, k, -1)[:, 0]
         area = _masked_trapezoid(x, y - offset[:, None])
         width = area / (amp * shape)
-        span = np.nanmax(x, -1) - np.nanmin(x, -1)
+        xs = x[0] if x.strides[0] == 0 else x
+        span = np.nanmax(xs, -1) - np.nanmin(xs, -1)
         width = np.where(np.isfinite(width) & (width > 0), width, span / 10)
         width = np.clip(width, span / (10 * max(x.shape[-1], 1)), span)
     return _stack_guess(amp, center, width, offset)
@@ -331,7 +351,7 @@ def gaussian2d_guess(xdata, ydata):
     ok = np.isfinite(y) & np.isfinite(x).all(-1)
     y = np.where(ok, y, np.nan)
     with np.errstate(all="ignore"), _quiet():
-        offset = np.nanpercentile(y, 10, axis=-1)
+        offset, = _quantiles(y, 0.1)
         amp = np.nanmax(y, axis=-1) - offset
         ex = np.where(ok, np.clip(y - offset[:, None], 0, None), 0.0)
         tot = ex.sum(-1)
@@ -459,7 +479,7 @@ def power_law_guess(xdata, ydata):
         ly = np.where(ok, np.log(np.abs(np.where(ok, y, 1.0))), np.nan)
         slope, intercept = np.moveaxis(
             _weighted_lstsq(np.stack([lx, np.ones_like(lx)], -1), ly), -1, 0)
-        sign = np.sign(np.nanmedian(np.where(ok, y, np.nan), -1))
+        sign = np.sign(_quantiles(np.where(ok, y, np.nan), 0.5)[0])
         sign = np.where(sign == 0, 1.0, sign)
     return _stack_guess(sign * np.exp(intercept), slope)
 

@@ -15,8 +15,11 @@ fills per model (see :func:`specialize`):
                              the update rules of :mod:`adamsci._rules` and
                              :func:`adamsci.schedules.evaluate`
 ``_T``                       the parameters' Numba float type (a cast)
-``_NP``                      the number of parameters (a constant)
+``_DT``, ``_F8``             the parameters' NumPy dtype, and float64
+``_NP``, ``_NP2``            the number of parameters and its square
 ``_H``                       finite-difference step factor, eps**(1/3)
+``_work(n, dtype)``          a work array of constant size: on the stack
+                             (CPU) or ``cuda.local.array`` (GPU)
 
 Array layout: ``X (1 or n_fits, n_points, xdim)``, ``Y (n_fits, n_points)``,
 ``W (1 or n_fits, n_points)`` (weights ``1/sigma**2``, 0 masks a point),
@@ -110,12 +113,13 @@ def fd_grad(x, p, out):
 
 def chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, want_a):
     """``chi2`` at ``p``; ``g = -J^T W r`` (half the gradient of chi2) and,
-    when ``want_a``, ``A = J^T W J``. Points of weight 0 are skipped."""
+    when ``want_a``, ``A = J^T W J`` (row-major, flat: ``A[j * _NP + l]``).
+    Points of weight 0 are skipped."""
     for j in range(_NP):    # noqa: F821
         g[j] = 0.0
         if want_a:
             for l in range(_NP):    # noqa: F821
-                A[j, l] = 0.0
+                A[j * _NP + l] = 0.0    # noqa: F821
     chi2 = 0.0
     for k in range(Y.shape[1]):
         w = W[iw, k]
@@ -130,11 +134,11 @@ def chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, want_a):
                 for j in range(_NP):    # noqa: F821
                     wj = w * out[j]
                     for l in range(j + 1):
-                        A[j, l] += wj * out[l]
+                        A[j * _NP + l] += wj * out[l]    # noqa: F821
     if want_a:
         for j in range(_NP):    # noqa: F821
             for l in range(j):
-                A[l, j] = A[j, l]
+                A[l * _NP + j] = A[j * _NP + l]    # noqa: F821
     return chi2
 
 
@@ -146,56 +150,68 @@ def grad_bad(g):
 
 
 def invert_spd(A, n):
-    """Invert the symmetric positive definite ``A[:n, :n]`` in place
-    (Cholesky, then ``L^-T L^-1``). Returns False, ``A`` undefined, when a
-    pivot is not positive (a singular or indefinite matrix)."""
+    """Invert the symmetric positive definite ``n x n`` matrix ``A`` (flat,
+    row-major) in place: Cholesky, then ``L^-T L^-1``. Returns False, ``A``
+    undefined, when a pivot is not positive (singular or indefinite)."""
     big = 0.0
     for j in range(n):
-        big = max(big, abs(A[j, j]))
+        big = max(big, abs(A[j * n + j]))
     tiny = big * 1e-14
     # A = L L^T, L stored in the lower triangle
     for j in range(n):
-        d = A[j, j]
+        d = A[j * n + j]
         for k in range(j):
-            d -= A[j, k] * A[j, k]
+            d -= A[j * n + k] * A[j * n + k]
         if not d > tiny:
             return False
         d = math.sqrt(d)
-        A[j, j] = d
+        A[j * n + j] = d
         for r in range(j + 1, n):
-            s = A[r, j]
+            t = A[r * n + j]
             for k in range(j):
-                s -= A[r, k] * A[j, k]
-            A[r, j] = s / d
+                t -= A[r * n + k] * A[j * n + k]
+            A[r * n + j] = t / d
     # L^-1 in place (lower triangle)
     for j in range(n):
-        A[j, j] = 1.0 / A[j, j]
+        A[j * n + j] = 1.0 / A[j * n + j]
         for r in range(j + 1, n):
-            s = 0.0
+            t = 0.0
             for k in range(j, r):
-                s -= A[r, k] * A[k, j]
-            A[r, j] = s / A[r, r]
-    # A^-1 = L^-T L^-1, symmetric: fill both triangles
+                t -= A[r * n + k] * A[k * n + j]
+            A[r * n + j] = t / A[r * n + r]
+    # A^-1 = L^-T L^-1: upper triangle first (reads only L^-1), then mirror
     for j in range(n):
         for r in range(j, n):
-            s = 0.0
+            t = 0.0
             for k in range(r, n):
-                s += A[k, j] * A[k, r]
-            A[j, r] = s
+                t += A[k * n + j] * A[k * n + r]
+            A[j * n + r] = t
     for j in range(n):
         for r in range(j + 1, n):
-            A[r, j] = A[j, r]
+            A[r * n + j] = A[j * n + r]
     return True
 
 
-def fit_one(i, X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code, lr,
-            sched_a, sched_b, sched_flag, lr_decay, beta1, beta2, eps,
-            maxiter, tol, absolute_sigma, P, COV, CHI2, NIT, STATUS,
-            p, pbest, pold, m, v, g, s, out, A):
+def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
     """Fit number ``i``; results into row ``i`` of ``P, COV, CHI2, NIT,
-    STATUS``. ``p ... A`` are work arrays of ``_NP`` (``A``: ``_NP x _NP``)
-    elements; ``p, pbest, pold, m, v`` of the parameters' dtype, the others
-    float64."""
+    STATUS``. ``hyper`` is the tuple ``(jac_scale, method, sched_code, lr,
+    sched_a, sched_b, sched_flag, lr_decay, beta1, beta2, eps, maxiter, tol,
+    absolute_sigma)``.
+
+    The work arrays come from ``_work(n, dtype)``: ``stack_empty`` on the CPU
+    (stack memory that LLVM keeps in registers once the loops over the
+    ``_NP`` parameters are unrolled), ``cuda.local.array`` on the GPU."""
+    p = _work(_NP, _DT)    # noqa: F821
+    pbest = _work(_NP, _DT)    # noqa: F821
+    pold = _work(_NP, _DT)    # noqa: F821
+    m = _work(_NP, _DT)    # noqa: F821
+    v = _work(_NP, _DT)    # noqa: F821
+    g = _work(_NP, _F8)    # noqa: F821
+    s = _work(_NP, _F8)    # noqa: F821
+    out = _work(_NP, _F8)    # noqa: F821
+    A = _work(_NP2, _F8)    # noqa: F821
+    (jac_scale, method, sched_code, lr, sched_a, sched_b, sched_flag,
+     lr_decay, beta1, beta2, eps, maxiter, tol, absolute_sigma) = hyper
     ix = i if X.shape[0] > 1 else 0
     iw = i if W.shape[0] > 1 else 0
     ip = i if P0.shape[0] > 1 else 0
@@ -221,75 +237,73 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code, lr,
         pold[j] = p[j]
         m[j] = 0.0
         v[j] = 0.0
-    chi2 = chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, True)
+    # One call site of chi2_pass (the model is inlined once: compile time),
+    # driven by ``stage``: START evaluates p0 (with J^T W J for the scales),
+    # STEP evaluates the point a step reached, REDO re-evaluates the previous
+    # point after a non-finite step was undone, FINAL evaluates the result
+    # (with J^T W J for the covariance).
+    START = 0
+    STEP = 1
+    REDO = 2
+    FINAL = 3
+    stage = START
     status = MAXITER
-    nit = 0
-    if _is_bad(chi2) or grad_bad(g):    # noqa: F821
-        status = NONFINITE
-    else:
-        chi2_0 = chi2
-        c = 0.0
-        for j in range(_NP):    # noqa: F821
-            if jac_scale:
-                d = A[j, j]
-                sj = math.sqrt(chi2 / d) if d > 0.0 else 0.0
-                if _is_bad(sj) or not sj > 0.0:    # noqa: F821
-                    sj = max(abs(p[j]), 1.0)
-            else:
-                sj = XS[js, j]
-            s[j] = sj
-            c = max(c, abs(g[j] * sj))
-        if not c > 0.0:
-            c = 1.0
-        best = chi2
-        chi2_prev = chi2
-        factor = 1.0
-        calm = 0
-        nbad = 0
-        b1 = _T(beta1)    # noqa: F821
-        c1 = _T(1.0 - beta1)    # noqa: F821
-        b2 = _T(beta2)    # noqa: F821
-        c2 = _T(1.0 - beta2)    # noqa: F821
-        e = _T(eps)    # noqa: F821
-        zero = _T(0.0)    # noqa: F821
-        one = _T(1.0)    # noqa: F821
-        t = 0
-        while t < maxiter:
-            t += 1
-            lr_t = _sched(sched_code, lr, sched_a, sched_b, sched_flag,    # noqa
-                          t) * factor
-            step_size, inv_sqrt_bc2 = _adam_coefficients(    # noqa: F821
-                t, lr_t, beta1, beta2, True)
-            ib2 = _T(inv_sqrt_bc2)    # noqa: F821
+    t = 0
+    chi2_0 = 0.0
+    c = 1.0
+    best = 0.0
+    chi2_prev = 0.0
+    factor = 1.0
+    calm = 0
+    nbad = 0
+    b1 = _T(beta1)    # noqa: F821
+    c1 = _T(1.0 - beta1)    # noqa: F821
+    b2 = _T(beta2)    # noqa: F821
+    c2 = _T(1.0 - beta2)    # noqa: F821
+    e = _T(eps)    # noqa: F821
+    zero = _T(0.0)    # noqa: F821
+    one = _T(1.0)    # noqa: F821
+    while True:
+        chi2 = chi2_pass(X, Y, W, i, ix, iw, p, out, g, A,
+                         stage == START or stage == FINAL)
+        if stage == FINAL:
+            break
+        bad = _is_bad(chi2) or grad_bad(g)    # noqa: F821
+        if stage == START:
+            if bad:
+                status = NONFINITE
+                stage = FINAL
+                continue
+            chi2_0 = chi2
+            c = 0.0
             for j in range(_NP):    # noqa: F821
-                pold[j] = p[j]
-                gj = _T(g[j] * s[j] / c)    # noqa: F821
-                ss = _T(step_size * s[j])    # noqa: F821
-                if method == 1:
-                    pj, m[j], v[j] = _adamax(    # noqa: F821
-                        p[j], gj, m[j], v[j], ss, b1, c1, b2, e, zero, False)
+                if jac_scale:
+                    d = A[j * _NP + j]    # noqa: F821
+                    sj = math.sqrt(chi2 / d) if d > 0.0 else 0.0
+                    if _is_bad(sj) or not sj > 0.0:    # noqa: F821
+                        sj = max(abs(p[j]), 1.0)
                 else:
-                    pj, m[j], v[j], vmax = _adam(    # noqa: F821
-                        p[j], gj, m[j], v[j], v[j], ss, ib2, b1, c1, b2, c2,
-                        e, zero, one, False, False, False)
-                lo = LO[ib, j]
-                hi = HI[ib, j]
-                if pj < lo:
-                    pj = lo
-                if pj > hi:
-                    pj = hi
-                p[j] = pj
-            chi2 = chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, False)
-            if _is_bad(chi2) or grad_bad(g):    # noqa: F821
-                # undo the step, shrink the learning rate, recompute g
+                    sj = XS[js, j]
+                s[j] = sj
+                c = max(c, abs(g[j] * sj))
+            if not c > 0.0:
+                c = 1.0
+            best = chi2
+            chi2_prev = chi2
+        elif stage == STEP:
+            if bad:
+                # undo the step, shrink the learning rate, re-evaluate
                 nbad += 1
                 for j in range(_NP):    # noqa: F821
                     p[j] = pold[j]
                 factor *= lr_decay if lr_decay < 1.0 else 0.5
-                chi2 = chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, False)
                 if nbad >= _MAXBAD:
                     status = NONFINITE
-                    break
+                    for j in range(_NP):    # noqa: F821
+                        p[j] = pbest[j]
+                    stage = FINAL
+                else:
+                    stage = REDO
                 continue
             nbad = 0
             if chi2 < best:
@@ -311,17 +325,47 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code, lr,
                 calm += 1
                 if calm >= 2:
                     status = CONVERGED
-                    break
+                    for j in range(_NP):    # noqa: F821
+                        p[j] = pbest[j]
+                    stage = FINAL
+                    continue
             else:
                 calm = 0
-        nit = t
-    # results at the best point
+        stage = STEP
+        if t >= maxiter:
+            for j in range(_NP):    # noqa: F821
+                p[j] = pbest[j]
+            stage = FINAL
+            continue
+        # one Adam (AdaMax) step in the scaled coordinates
+        t += 1
+        lr_t = _sched(sched_code, lr, sched_a, sched_b, sched_flag,    # noqa
+                      t) * factor
+        step_size, inv_sqrt_bc2 = _adam_coefficients(    # noqa: F821
+            t, lr_t, beta1, beta2, True)
+        ib2 = _T(inv_sqrt_bc2)    # noqa: F821
+        for j in range(_NP):    # noqa: F821
+            pold[j] = p[j]
+            gj = _T(g[j] * s[j] / c)    # noqa: F821
+            ss = _T(step_size * s[j])    # noqa: F821
+            if method == 1:
+                pj, m[j], v[j] = _adamax(    # noqa: F821
+                    p[j], gj, m[j], v[j], ss, b1, c1, b2, e, zero, False)
+            else:
+                pj, m[j], v[j], vmax = _adam(    # noqa: F821
+                    p[j], gj, m[j], v[j], v[j], ss, ib2, b1, c1, b2, c2, e,
+                    zero, one, False, False, False)
+            lo = LO[ib, j]
+            hi = HI[ib, j]
+            if pj < lo:
+                pj = lo
+            if pj > hi:
+                pj = hi
+            p[j] = pj
     for j in range(_NP):    # noqa: F821
-        p[j] = pbest[j]
-        P[i, j] = pbest[j]
-    chi2 = chi2_pass(X, Y, W, i, ix, iw, p, out, g, A, True)
+        P[i, j] = p[j]
     CHI2[i] = chi2
-    NIT[i] = nit
+    NIT[i] = t
     STATUS[i] = status
     ok = invert_spd(A, _NP)    # noqa: F821
     dof = n_valid - _NP    # noqa: F821
@@ -333,7 +377,9 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code, lr,
         scale = math.inf
     for j in range(_NP):    # noqa: F821
         for l in range(_NP):    # noqa: F821
-            if ok and not _is_bad(scale):    # noqa: F821
-                COV[i, j, l] = A[j, l] * scale
+            if _is_bad(chi2):    # noqa: F821
+                COV[i, j, l] = nan
+            elif ok and not _is_bad(scale):    # noqa: F821
+                COV[i, j, l] = A[j * _NP + l] * scale    # noqa: F821
             else:
                 COV[i, j, l] = math.inf

@@ -23,20 +23,29 @@ import threading
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from .. import _rules, schedules
 from . import _fitloop
 
 _NOCACHE = dict(nogil=True, error_model="numpy")
 _inline = njit(inline="always", error_model="numpy")
+# Small helpers are left to LLVM's inliner: Numba's own inlining copies the
+# callee's IR at every call site, which made compiling a model's kernel take
+# tens of seconds. Only the model and the loop over points are inlined by
+# Numba (the stack work arrays must be visible in one function for LLVM to
+# keep them in registers).
+_call = njit(error_model="numpy")
 
 _RULES = dict(
-    _adam=_inline(_rules.adam),
-    _adamax=_inline(_rules.adamax),
-    _adam_coefficients=_inline(_rules.adam_coefficients),
-    _is_bad=_inline(_rules.is_bad),
-    _sched=_inline(schedules.evaluate),
+    _adam=_call(_rules.adam),
+    _adamax=_call(_rules.adamax),
+    _adam_coefficients=_call(_rules.adam_coefficients),
+    _is_bad=_call(_rules.is_bad),
+    _sched=_call(schedules.evaluate),
 )
 _LOCK = threading.RLock()
 
@@ -54,9 +63,36 @@ def _source_digest():
 _DIGEST = None
 
 
-def fit_batch_kernel(X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code,
-                     lr, sched_a, sched_b, sched_flag, lr_decay, beta1, beta2,
-                     eps, maxiter, tol, absolute_sigma, P, COV, CHI2, NIT,
+@intrinsic
+def stack_empty(typingctx, n, dtype):
+    """``np.empty(n, dtype)`` on the stack (``n`` a compile-time constant).
+
+    The per-fit work arrays live on the stack so that, once the fixed-length
+    loops over parameters are unrolled, LLVM keeps them in registers: the
+    loop over points then runs ~1.6x faster than with heap arrays (measured
+    on the Gaussian), whose stores it must assume may alias. The array must
+    not outlive the function that made it (it has no owner).
+    """
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    size = n.literal_value
+    arrty = types.Array(dtype.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_data_type(arrty.dtype)
+        ptr = cgutils.alloca_once(builder, lty, size=size)
+        ary = make_array(arrty)(context, builder)
+        itemsize = context.get_abi_sizeof(lty)
+        intp = context.get_value_type(types.intp)
+        populate_array(ary, data=ptr, shape=[intp(size)],
+                       strides=[intp(itemsize)], itemsize=intp(itemsize),
+                       meminfo=None)
+        return ary._getvalue()
+
+    return arrty(n, dtype), codegen
+
+
+def fit_batch_kernel(X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT,
                      STATUS, nchunks):
     """Fit every row of ``Y``: a driver over chunks of fits (``prange`` in
     the parallel build). Argument order shared with the CUDA twin; see
@@ -65,15 +101,9 @@ def fit_batch_kernel(X, Y, W, P0, LO, HI, XS, jac_scale, method, sched_code,
     for c in prange(nchunks):
         lo = c * n // nchunks
         hi = (c + 1) * n // nchunks
-        work = np.empty((5, _NP), P0.dtype)    # noqa: F821
-        fwork = np.empty((3, _NP))    # noqa: F821
-        A = np.empty((_NP, _NP))    # noqa: F821
         for i in range(lo, hi):
-            _fit_one(i, X, Y, W, P0, LO, HI, XS, jac_scale, method,    # noqa
-                     sched_code, lr, sched_a, sched_b, sched_flag, lr_decay,
-                     beta1, beta2, eps, maxiter, tol, absolute_sigma, P, COV,
-                     CHI2, NIT, STATUS, work[0], work[1], work[2], work[3],
-                     work[4], fwork[0], fwork[1], fwork[2], A)
+            _fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2,  # noqa
+                     NIT, STATUS)
 
 
 def _compile_probe(model):
@@ -103,10 +133,12 @@ def _compile_probe(model):
                 f"number, Numba infers {restype}")
 
 
-def _namespace(model, tag, T, H):
+def _namespace(model, tag, T, npt):
     """Globals of the specialised loop: rules, model functions, constants."""
     ns = dict(_RULES)
-    ns.update(_NP=model.n_params, _T=T, _H=H)
+    ns.update(_NP=model.n_params, _NP2=model.n_params ** 2, _T=T, _DT=npt,
+              _F8=np.float64, _work=stack_empty,
+              _H=float(np.finfo(npt).eps ** (1 / 3)))
     ns["_xget"] = _inline(_fitloop.x_row if model.xdim > 1
                           else _fitloop.x_scalar)
     ns["_value"] = _inline(model.value)
@@ -115,15 +147,16 @@ def _namespace(model, tag, T, H):
     else:
         ns["_grad"] = _inline(_fitloop.specialize(_fitloop.fd_grad,
                                                   f"fd_grad_{tag}", ns))
-    for name in ("chi2_pass", "grad_bad"):
-        ns[name] = _inline(_fitloop.specialize(getattr(_fitloop, name),
-                                               f"{name}_{tag}", ns))
-    ns["invert_spd"] = _inline(_fitloop.invert_spd)
+    ns["grad_bad"] = _call(_fitloop.specialize(_fitloop.grad_bad,
+                                               f"grad_bad_{tag}", ns))
+    ns["chi2_pass"] = _inline(_fitloop.specialize(_fitloop.chi2_pass,
+                                                  f"chi2_pass_{tag}", ns))
+    ns["invert_spd"] = _call(_fitloop.invert_spd)
     return ns
 
 
-_DTYPES = (("f8", numba.float64, np.float64), ("f4", numba.float32,
-                                                np.float32))
+_DTYPES = (("f8", numba.float64, np.float64),
+           ("f4", numba.float32, np.float32))
 
 
 def get_kernel(model, parallel):
@@ -147,8 +180,7 @@ def get_kernel(model, parallel):
             core = {}
             for dname, T, npt in _DTYPES:
                 tag = f"{base}_{dname}"
-                ns = _namespace(model, tag, T,
-                                float(np.finfo(npt).eps ** (1 / 3)))
+                ns = _namespace(model, tag, T, npt)
                 core[dname] = njit(cache=model.builtin, **_NOCACHE)(
                     _fitloop.specialize(_fitloop.fit_one, f"fit_one_{tag}",
                                         ns))
@@ -157,8 +189,7 @@ def get_kernel(model, parallel):
         for dname, fit_one in core.items():
             name = f"fit_batch_{'parallel_' if parallel else ''}{base}_{dname}"
             f = _fitloop.specialize(fit_batch_kernel, name,
-                                    {"_fit_one": fit_one,
-                                     "_NP": model.n_params})
+                                    {"_fit_one": fit_one})
             drivers[dname] = njit(parallel=bool(parallel),
                                   cache=model.builtin, **_NOCACHE)(f)
         model._compiled[key] = drivers
@@ -192,8 +223,8 @@ def run(model, arrays, hyper, parallel):
     kern = get_kernel(model, parallel)["f4" if dtype == np.float32 else "f8"]
     from ..models import ModelCompileError
     try:
-        kern(X, Y, W, P0, LO, HI, XS, *hyper, P, COV, CHI2, NIT, STATUS,
-             default_chunks(n, parallel))
+        kern(X, Y, W, P0, LO, HI, XS, tuple(hyper), P, COV, CHI2, NIT,
+             STATUS, default_chunks(n, parallel))
     except numba.core.errors.NumbaError as exc:
         raise ModelCompileError(
             f"model {model.name!r} could not be compiled into the batched "
