@@ -57,7 +57,7 @@ NMETA = SEL0
 FULL = -100
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def record_row(B, meta, x, g, f, fp, ip, S, epoch):
     """Append the row of the current iteration if it is due.
 
@@ -87,32 +87,31 @@ def record_row(B, meta, x, g, f, fp, ip, S, epoch):
     r = meta[ROWS]
     if r >= B.shape[0]:
         return 1
-    row = B[r]
-    row[IT] = it
-    row[EPOCH] = epoch
-    row[FUN] = f
+    B[r, IT] = it
+    B[r, EPOCH] = epoch
+    B[r, FUN] = f
     s = 0.0
     for i in range(g.size):
         gi = np.float64(g[i])
         s += gi * gi
-    row[GNORM] = math.sqrt(s)
-    row[SNORM] = fp[meta[FP_SNORM]]
-    row[LR] = fp[meta[FP_LR]]
-    row[STEP] = ip[meta[IP_STEP]]
+    B[r, GNORM] = math.sqrt(s)
+    B[r, SNORM] = fp[meta[FP_SNORM]]
+    B[r, LR] = fp[meta[FP_LR]]
+    B[r, STEP] = ip[meta[IP_STEP]]
     nsel = meta[NSEL]
     c = meta[XOFF]
     if c >= 0:
         for j in range(nsel):
-            row[c + j] = x[meta[SEL0 + j]]
+            B[r, c + j] = x[meta[SEL0 + j]]
     c = meta[GOFF]
     if c >= 0:
         for j in range(nsel):
-            row[c + j] = g[meta[SEL0 + j]]
+            B[r, c + j] = g[meta[SEL0 + j]]
     c = meta[AOFF]
     if c >= 0:
-        avg = S[meta[AROW]]
+        a = meta[AROW]
         for j in range(nsel):
-            row[c + j] = avg[meta[SEL0 + j]]
+            B[r, c + j] = S[a, meta[SEL0 + j]]
     meta[ROWS] = r + 1
     return 1 if r + 1 >= B.shape[0] else 0
 
