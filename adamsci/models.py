@@ -435,21 +435,21 @@ def logistic_guess(xdata, ydata):
 
 
 def _weighted_lstsq(basis, y):
-    """Least squares of every row of y (NaN masked) on basis (..., n, k)."""
+    """Least squares of every row of y (NaN masked) on basis (..., n, k):
+    batched normal equations on unit-norm columns (a tiny ridge keeps
+    rank-deficient rows finite)."""
     ok = np.isfinite(y) & np.isfinite(basis).all(-1)
     b = np.where(ok[..., None], basis, 0.0)
     yy = np.where(ok, y, 0.0)
-    ata = np.einsum("...nk,...nl->...kl", b, b)
-    aty = np.einsum("...nk,...n->...k", b, yy)
+    norm = np.sqrt((b * b).sum(-2))
+    norm = np.where(norm > 0, norm, 1.0)
+    b = b / norm[..., None, :]
     k = basis.shape[-1]
-    ata = ata + np.eye(k) * 1e-12 * np.trace(ata, axis1=-2, axis2=-1)[
-        ..., None, None] / k
+    ata = np.einsum("...nk,...nl->...kl", b, b) + 1e-13 * np.eye(k)
+    aty = np.einsum("...nk,...n->...k", b, yy)
     with np.errstate(all="ignore"):
-        try:
-            return np.linalg.solve(ata, aty[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            return np.linalg.lstsq(ata.reshape(-1, k, k)[0], aty.reshape(
-                -1, k)[0], rcond=None)[0] * np.ones(aty.shape)
+        sol = np.linalg.solve(ata, aty[..., None])[..., 0]
+    return sol / norm
 
 
 def _polynomial_guess(degree):

@@ -1,0 +1,309 @@
+"""xarray accessor ``.adamsci``: batched curve fitting of DataArrays.
+
+Importing this module registers the accessor (``import adamsci`` alone does
+not, to keep that import cheap)::
+
+    import adamsci.accessor  # noqa: F401  (registers DataArray.adamsci)
+    fit = da.adamsci.curvefit("time", adamsci.models.exponential)
+
+:meth:`AdamsciAccessor.curvefit` has the names and the output layout of
+:meth:`xarray.DataArray.curvefit` (``curvefit_coefficients`` over ``param``,
+``curvefit_covariance`` over ``cov_i``, ``cov_j``) but fits all the curves of
+a chunk with one call of :func:`adamsci.fit_batch` (a compiled loop over
+fits) instead of one ``scipy.optimize.curve_fit`` call per curve.
+
+Dask-backed arrays are fitted chunk by chunk through
+``xarray.apply_ufunc(dask="parallelized")``: the fitted dimensions are
+rechunked to a single chunk, every other dimension keeps its chunks, and each
+chunk is one ``fit_batch`` call. On a ``dask.distributed`` cluster the tasks
+run in worker threads, where ``fit_batch`` uses its serial kernel (Numba's
+default threading layer must not be entered from two threads); the kernel
+of a built-in model is compiled (or loaded from Numba's cache) in the calling
+process before the graph is built, so workers load it from the on-disk cache
+rather than all compiling it at once.
+"""
+import numpy as np
+import xarray as xr
+
+from . import models as _models
+from .batch import fit_batch
+
+__all__ = ["AdamsciAccessor"]
+
+_FAILED = (1, 2, 4)     # max_iterations, nonfinite, too_few_points
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, str) or not np.iterable(value):
+        return [value]
+    return list(value)
+
+
+def _fit_block(y, *args, model, n_coords, n_params, n_core, has_p0,
+               errors, skipna, fit_kwargs):
+    """One chunk: ``y`` (..., core...) -> params (..., P), cov (..., P, P)."""
+    coords = args[:n_coords]
+    p0s = args[n_coords:n_coords + n_params]
+    los = args[n_coords + n_params:n_coords + 2 * n_params]
+    his = args[n_coords + 2 * n_params:]
+    lead = y.shape[:y.ndim - n_core]
+    n_fits = int(np.prod(lead, dtype=np.int64))
+    n_points = int(np.prod(y.shape[y.ndim - n_core:], dtype=np.int64))
+    Y = np.asarray(y, dtype=np.float64).reshape(n_fits, n_points)
+    # coordinates: shared when they do not vary over the fitted-over dims
+    xs = []
+    shared = True
+    for c in coords:
+        c = np.asarray(c, dtype=np.float64)
+        c_lead = c.shape[:c.ndim - n_core]
+        if any(s != 1 for s in c_lead):
+            shared = False
+        xs.append(c)
+    if shared:
+        X = [c.reshape(-1) for c in xs]
+    else:
+        X = [np.broadcast_to(c, y.shape).reshape(n_fits, n_points)
+             for c in xs]
+    X = X[0] if len(X) == 1 else np.stack(X, axis=-1)
+    if not skipna:
+        bad = ~np.isfinite(Y).all(axis=1)
+    else:
+        bad = np.zeros(n_fits, bool)
+
+    def per_fit(vals):
+        return np.stack([np.broadcast_to(np.asarray(v, np.float64), lead)
+                         .reshape(n_fits) for v in vals], axis=1)
+
+    lo = per_fit(los)
+    hi = per_fit(his)
+    p0 = per_fit(p0s)                   # 1.0 where not given (as scipy)
+    if not all(has_p0) and model.guess is not None:
+        guess = np.asarray(model.guess(X, Y), dtype=np.float64)
+        p0 = np.where(np.asarray(has_p0)[None, :], p0, guess)
+    p0 = np.where(np.isfinite(p0), p0, 1.0)
+    p0 = np.clip(p0, lo, hi)
+    bounds = None if (np.isinf(lo).all() and np.isinf(hi).all()) \
+        else (lo, hi)
+    ds = fit_batch(model, X, Y, p0, bounds=bounds, **fit_kwargs)
+    params = ds.params.values.astype(np.float64)
+    cov = ds.covariance.values.astype(np.float64)
+    status = ds.status.values
+    failed = np.isin(status, _FAILED) | bad
+    if failed.any():
+        if errors == "raise":
+            counts = {_STATUS_NAME[s]: int((status[failed] == s).sum())
+                      for s in np.unique(status[failed])}
+            raise RuntimeError(
+                f"adamsci curvefit: {int(failed.sum())} of {n_fits} fits "
+                f"failed ({counts}; NaN input with skipna=False counts as "
+                f"failed). Pass errors='ignore' to get NaN for them, or "
+                f"raise maxiter.")
+        params[failed] = np.nan
+        cov[failed] = np.nan
+    return (params.reshape(lead + (n_params,)),
+            cov.reshape(lead + (n_params, n_params)))
+
+
+def _status_names():
+    from .batch import STATUS
+    return STATUS
+
+
+_STATUS_NAME = _status_names()
+
+
+def _warm(model, dtype):
+    """Compile (or load from cache) the serial kernel of a built-in model in
+    this process, before Dask workers ask for it."""
+    if not model.builtin:
+        return
+    npt = model.n_params + 1
+    x = np.linspace(1.0, 2.0, npt)
+    if model.xdim > 1:
+        x = np.stack([x] * model.xdim, axis=-1)
+    y = np.ones((1, npt), dtype)
+    fit_batch(model, x.astype(dtype), y, np.ones(model.n_params),
+              maxiter=1, parallel=False, dtype=dtype)
+
+
+@xr.register_dataarray_accessor("adamsci")
+class AdamsciAccessor:
+    """``DataArray.adamsci``: batched fitting with :func:`adamsci.fit_batch`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> import adamsci.accessor  # registers the accessor
+    >>> from adamsci import models
+    >>> t = np.linspace(0, 5, 30)
+    >>> tau = xr.DataArray([0.5, 1.0, 2.0], dims="pixel")
+    >>> da = 3.0 * np.exp(-xr.DataArray(t, dims="time", coords={"time": t})
+    ...                   / tau) + 0.1
+    >>> fit = da.adamsci.curvefit("time", models.exponential)
+    >>> fit.curvefit_coefficients.sel(param="tau").values.round(3)
+    array([0.5, 1. , 2. ])
+    >>> fit.curvefit_covariance.dims
+    ('pixel', 'cov_i', 'cov_j')
+    """
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def curvefit(self, coords, model, reduce_dims=None, skipna=True, p0=None,
+                 bounds=None, param_names=None, errors="raise", kwargs=None,
+                 **fit_kwargs):
+        """Fit ``model`` along ``coords`` for every other index of the array.
+
+        Parameters
+        ----------
+        coords : hashable, DataArray, or sequence of them
+            Independent coordinate(s) of the fit, as for
+            :meth:`xarray.DataArray.curvefit`. Several coordinates make a
+            point ``(x0, x1, ...)`` for a model of ``xdim`` coordinates (e.g.
+            :data:`adamsci.models.gaussian2d` over ``("x", "y")``).
+        model : Model, str or callable
+            An :mod:`adamsci.models` model or name, or a plain function
+            ``f(x, p)`` (then give ``param_names``). Unlike xarray's ``func(x,
+            *params)`` the parameters arrive as one array ``p``.
+        reduce_dims : hashable or sequence, optional
+            More dimensions to aggregate over (as xarray).
+        skipna : bool, default True
+            Mask NaN points. False: a curve with any NaN fails (see
+            ``errors``).
+        p0 : dict, optional
+            ``{param_name: value or DataArray}`` starting values, broadcast
+            against the fitted-over dimensions. Missing parameters start
+            from the model's ``guess`` (built-in models) or 1.0 (as scipy).
+        bounds : dict, optional
+            ``{param_name: (lower, upper)}``, scalars or DataArrays.
+        param_names : sequence of str, optional
+            Names of a plain function's parameters (default: a Model's).
+        errors : {"raise", "ignore"}, default "raise"
+            A fit that stops at ``maxiter``, meets non-finite values, or has
+            fewer valid points than parameters raises ``RuntimeError``
+            ("raise") or gives NaN ("ignore"). All-NaN curves give NaN in
+            both cases (as xarray).
+        kwargs : dict, optional
+            Passed to :func:`adamsci.fit_batch` (as are extra keyword
+            arguments): ``maxiter``, ``tol``, ``method``, ``target``,
+            ``learning_rate``, ...
+
+        Returns
+        -------
+        xarray.Dataset
+            ``curvefit_coefficients`` (dims: the others, ``param``) and
+            ``curvefit_covariance`` (``cov_i``, ``cov_j``); coordinates
+            ``param``, ``cov_i``, ``cov_j`` hold the parameter names; the
+            attrs are the DataArray's (as xarray).
+        """
+        obj = self._obj
+        if errors not in ("raise", "ignore"):
+            raise ValueError('errors must be either "raise" or "ignore"')
+        fit_kwargs = dict(fit_kwargs)
+        fit_kwargs.update(kwargs or {})
+        for bad in ("p0", "bounds", "parallel"):
+            if bad in fit_kwargs:
+                raise TypeError(f"{bad!r} cannot be passed through kwargs "
+                                f"here")
+        # the model and its parameter names
+        if isinstance(model, (_models.Model, str)):
+            model = _models.as_model(model)
+            if param_names is not None and tuple(param_names) != \
+                    model.param_names:
+                raise ValueError(f"param_names {tuple(param_names)} differ "
+                                 f"from model {model.name!r}'s "
+                                 f"{model.param_names}")
+        elif callable(model):
+            if param_names is None:
+                raise TypeError("param_names is required with a plain "
+                                "function model f(x, p)")
+            model = _models.Model(model, param_names=param_names)
+        else:
+            raise TypeError(f"model must be a Model, a built-in model name "
+                            f"or a callable f(x, p), got {model!r}")
+        names = list(model.param_names)
+        n_params = len(names)
+        p0 = {} if p0 is None else dict(p0)
+        bounds = {} if bounds is None else dict(bounds)
+        for what, d in (("p0", p0), ("bounds", bounds)):
+            unknown = set(d) - set(names)
+            if unknown:
+                raise ValueError(f"{what} has unknown parameter(s) "
+                                 f"{sorted(unknown)}; the model's are "
+                                 f"{names}")
+
+        # coordinates and the dims they reduce (as xarray.curvefit)
+        reduce = [d for d in _as_list(reduce_dims)]
+        coord_list = _as_list(coords)
+        coords_ = [obj[c] if isinstance(c, str) else c for c in coord_list]
+        for c in coords_:
+            if not isinstance(c, xr.DataArray):
+                raise TypeError(f"coords must be names or DataArrays, got "
+                                f"{type(c).__name__}")
+            reduce += [d for d in obj.dims if c.equals(obj[d])]
+        reduce = list(dict.fromkeys(reduce))
+        preserved = [d for d in obj.dims if d not in reduce]
+        if not reduce:
+            raise ValueError(
+                "No arguments to `coords` were identified as a dimension on "
+                "the calling object, and no dims were supplied to "
+                "`reduce_dims`. This would result in fitting on scalar data.")
+        if len(coords_) != model.xdim:
+            raise ValueError(f"model {model.name!r} takes {model.xdim} "
+                             f"coordinate(s), got {len(coords_)}")
+        for what, d in (("p0", p0), ("bounds", bounds)):
+            for name, val in d.items():
+                vals = val if what == "bounds" else (val,)
+                if what == "bounds" and len(vals) != 2:
+                    raise ValueError(f"bounds[{name!r}] must be (lower, "
+                                     f"upper)")
+                for v in vals:
+                    if isinstance(v, xr.DataArray):
+                        unexpected = set(v.dims) - set(preserved)
+                        if unexpected:
+                            raise ValueError(
+                                f"{what} for {name!r} has unexpected "
+                                f"dimensions {tuple(unexpected)}. It should "
+                                f"only have dimensions that are in data "
+                                f"dimensions {preserved}.")
+        coords_ = list(xr.broadcast(*coords_))
+        coords_ = [c.broadcast_like(obj, exclude=preserved) for c in coords_]
+
+        has_p0 = [n in p0 for n in names]
+        p0_args = [p0.get(n, 1.0) for n in names]
+        lo_args = [bounds[n][0] if n in bounds else -np.inf for n in names]
+        hi_args = [bounds[n][1] if n in bounds else np.inf for n in names]
+
+        data = obj
+        is_dask = obj.chunks is not None
+        if is_dask:
+            data = obj.chunk({d: -1 for d in reduce})
+            coords_ = [c.chunk({d: -1 for d in reduce if d in c.dims})
+                       if c.chunks is not None else c for c in coords_]
+            _warm(model, np.float32 if fit_kwargs.get("dtype") in (
+                np.float32, "float32") else np.float64)
+
+        kw = dict(model=model, n_coords=len(coords_), n_params=n_params,
+                  n_core=len(reduce), has_p0=tuple(has_p0), errors=errors,
+                  skipna=bool(skipna), fit_kwargs=fit_kwargs)
+        popt, pcov = xr.apply_ufunc(
+            _fit_block, data, *coords_, *p0_args, *lo_args, *hi_args,
+            kwargs=kw,
+            input_core_dims=[reduce] * (1 + len(coords_))
+            + [[]] * (3 * n_params),
+            output_core_dims=[["param"], ["cov_i", "cov_j"]],
+            exclude_dims=set(reduce),
+            dask="parallelized",
+            output_dtypes=[np.float64, np.float64],
+            dask_gufunc_kwargs={"output_sizes": {"param": n_params,
+                                                 "cov_i": n_params,
+                                                 "cov_j": n_params}},
+        )
+        result = xr.Dataset({"curvefit_coefficients": popt,
+                             "curvefit_covariance": pcov})
+        result = result.assign_coords({"param": names, "cov_i": names,
+                                       "cov_j": names})
+        result.attrs = obj.attrs.copy()
+        return result
