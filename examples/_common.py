@@ -26,7 +26,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,8 @@ except ImportError:                      # running from a source checkout
     import adamsci  # noqa: F401
 from adamsci import schedules  # noqa: E402
 
-__all__ = ["REPO", "parse_args", "load_mnist", "one_hot", "Packed",
-           "MLP", "make_optimizer", "LABELS", "History", "train", "tune", "table",
+__all__ = ["REPO", "parse_args", "load_mnist", "one_hot", "Packed", "MLP",
+           "make_optimizer", "LABELS", "History", "train", "tune", "table",
            "plot_curves", "pyplot", "Claims", "softmax_xent", "Timer"]
 
 
@@ -112,7 +111,7 @@ def one_hot(y, k, dtype=np.float64):
 
 
 def softmax_xent(logits, Y):
-    """Mean cross-entropy and its gradient w.r.t. ``logits`` (one-hot ``Y``)."""
+    """Mean cross-entropy and its gradient in ``logits`` (one-hot ``Y``)."""
     z = logits - logits.max(axis=1, keepdims=True)
     ez = np.exp(z)
     s = ez.sum(axis=1, keepdims=True)
@@ -247,11 +246,12 @@ def make_optimizer(method, learning_rate, decay=False, **options):
 
     ``method`` is a key of :data:`LABELS`; ``"sgd_nesterov"`` is
     ``SGD(momentum=0.9, nesterov=True)``. With ``decay=True`` the learning
-    rate is ``learning_rate / sqrt(t)`` (:class:`adamsci.schedules.inverse_sqrt`,
-    the schedule of the paper's logistic-regression experiments), except
-    for ``"adagrad_const"``: AdaGrad with a constant rate, whose accumulator
-    already shrinks its steps like ``1 / sqrt(t)`` (shown next to the
-    paper's ``alpha / sqrt(t)`` AdaGrad as a check of that choice).
+    rate is ``learning_rate / sqrt(t)``
+    (:class:`adamsci.schedules.inverse_sqrt`, the schedule of the paper's
+    logistic-regression experiments), except for ``"adagrad_const"``:
+    AdaGrad with a constant rate, whose accumulator already shrinks its
+    steps like ``1 / sqrt(t)`` (shown next to the paper's
+    ``alpha / sqrt(t)`` AdaGrad as a check of that choice).
     """
     if method == "adagrad_const":
         method, decay = "adagrad", False
@@ -465,8 +465,3 @@ class Claims:
             return 1
         print("all claims hold")
         return 0
-
-
-def quiet_warnings():
-    """Silence overflow RuntimeWarnings of runs that are meant to diverge."""
-    warnings.filterwarnings("ignore", category=RuntimeWarning)

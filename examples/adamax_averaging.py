@@ -63,7 +63,7 @@ def problem(seed):
 
 
 def run(name, lr, seed, epochs, every=50):
-    """One run; returns steps and the excess loss of raw and averaged iterates."""
+    """One run: steps, excess loss of the last and the averaged iterate."""
     theta0, grad, excess = problem(seed)
     cls = adamsci.Adam if name == "Adam" else adamsci.AdaMax
     opt = cls(lr, ema_decay=EMA)

@@ -1,4 +1,4 @@
-"""Fig. 1 (right) of Kingma & Ba (2015): sparse bag-of-words logistic regression.
+"""Fig. 1 (right) of Kingma & Ba (2015): logistic regression, sparse words.
 
 The paper uses the IMDB movie reviews (10,000 most frequent words, bag of
 words, 50% dropout noise on the inputs). IMDB cannot be downloaded here, so

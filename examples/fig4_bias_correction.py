@@ -74,15 +74,16 @@ def main(argv=None):
         return net.loss(theta, X[:n_eval], X[:n_eval])
 
     mean = np.clip(X.mean(axis=0), 1e-6, 1 - 1e-6)
-    plateau = float(-np.mean(np.sum(X[:n_eval] * np.log(mean) + (1 - X[:n_eval])
-                                    * np.log(1 - mean), axis=1)))
+    Xe = X[:n_eval]
+    plateau = float(-np.mean(np.sum(Xe * np.log(mean)
+                                    + (1 - Xe) * np.log(1 - mean), axis=1)))
     runs = {}
     with Timer() as t:
         for b1, b2, bc, lr in itertools.product(BETA1, BETA2, (True, False),
                                                 lrs):
             opt = adamsci.Adam(lr, beta1=b1, beta2=b2, bias_correction=bc)
-            runs[b1, b2, bc, lr] = train(opt, theta0, grad, full_loss, n, BATCH,
-                                         epochs, seed=args.seed)
+            runs[b1, b2, bc, lr] = train(opt, theta0, grad, full_loss, n,
+                                         BATCH, epochs, seed=args.seed)
     steps_per_epoch = n // BATCH
     print(f"\nautoencoder 196-{HIDDEN}-196 on {n} MNIST digits (14 x 14), "
           f"minibatch {BATCH} ({steps_per_epoch} steps per epoch), {epochs} "

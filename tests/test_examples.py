@@ -184,7 +184,7 @@ def test_make_optimizer_schedules():
     assert sgd.nesterov and sgd.momentum == 0.9
 
 
-# -- the notebook ---------------------------------------------------------------
+# -- the notebook ------------------------------------------------------------
 @pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
