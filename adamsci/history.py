@@ -42,9 +42,7 @@ recording costs amortised O(1) per row and makes no Python object per
 iteration. For large parameter vectors record a subset
 (``record_params=[...]``, names or indices) or none (``record_x=False``).
 
-Resume
-------
-The history also holds everything needed to continue the run exactly: the
+**Resume.** The history also holds everything needed to continue the run exactly: the
 final ``x`` (``state_x``), the objective's value and gradient there
 (``state_fun``, ``state_jac``), the optimizer's step count and state arrays
 (``state_step``, ``state_m``, ``state_v``, ... for the arrays in use), the
@@ -60,10 +58,8 @@ change the optimizer's state layout (``amsgrad``, ``ema_decay``, ...) raises
 an error before anything is modified. The Dataset (or file) passed is never
 written to.
 
-Options
--------
-Options that every :mod:`adamsci.minimize` method accepts (see
-:data:`OPTIONS_DOC`): ``record``, ``record_params``, ``record_x``,
+**Options** that every :mod:`adamsci.minimize` method accepts (documented
+in :data:`OPTIONS_DOC`): ``record``, ``record_params``, ``record_x``,
 ``record_grad``, ``param_names``, ``progress``, ``resume``.
 
 Examples
@@ -105,8 +101,8 @@ from numba import njit
 from . import _compiled as C
 from . import _record as R
 
-__all__ = ["Recorder", "Result", "concat", "open_history", "OPTIONS",
-           "OPTIONS_DOC"]
+__all__ = ["Recorder", "Result", "concat", "open_history", "netcdf_attr",
+           "param_names_from_model", "OPTIONS", "OPTIONS_DOC"]
 
 #: History options of every minimize method, with their defaults.
 OPTIONS = {"record": False, "record_params": None, "record_x": True,
@@ -161,6 +157,40 @@ _UNITS = {"iteration": "1", "epoch": "1"}
 # -----------------------------------------------------------------------------
 def _default_names(n):
     return [f"x{i}" for i in range(n)]
+
+
+def param_names_from_model(f, n=None):
+    """Parameter names of a ``curve_fit`` model ``f(x, p1, p2, ...)``.
+
+    The names of the positional parameters after the first (the
+    independent variable), or None when they cannot be told (``*args``
+    models, builtins) or do not number ``n``.
+
+    Examples
+    --------
+    >>> from adamsci.history import param_names_from_model
+    >>> def decay(t, amplitude, tau, offset=0.0):
+    ...     return amplitude
+    >>> param_names_from_model(decay)
+    ['amplitude', 'tau', 'offset']
+    >>> param_names_from_model(lambda x, *p: x) is None
+    True
+    """
+    import inspect
+    f = getattr(f, "py_func", f)            # a Numba dispatcher
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY,
+             inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = list(sig.parameters.values())
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+        return None
+    names = [p.name for p in params if p.kind in kinds][1:]
+    if not names or (n is not None and len(names) != n):
+        return None
+    return names
 
 
 def _check_names(names, n):

@@ -48,7 +48,9 @@ def minibatch(seed=7):
 def minimize(fun, method=adamsci.adam, x0=None, **options):
     options.setdefault("gtol", 0.0)
     x0 = np.zeros(N) if x0 is None else x0
-    return so.minimize(fun, x0, jac=True, method=method, options=options)
+    callback = options.pop("callback", None)
+    return so.minimize(fun, x0, jac=True, method=method, options=options,
+                       callback=callback)
 
 
 def hist_vars(ds):
@@ -204,6 +206,41 @@ def test_temporal_average_is_recorded_and_matches_result(dtype):
         np.testing.assert_allclose(h.x_avg.values[t], avg / (1 - d ** t),
                                    rtol=1e-5 if dtype == np.float32 else
                                    1e-12)
+
+
+def test_python_schedule_and_callback_record_the_same_history():
+    # a plain callable schedule and a callback take the general loop (the
+    # hook after each evaluation); the fused hot loop must agree with it
+    sched = schedules.cosine(0.05, 60, 0.1)
+    seen = []
+    slow = minimize(lsq, maxiter=60, record=3, learning_rate=lambda t:
+                    sched(t), ema_decay=0.8, callback=lambda xk: seen.append(
+                        xk[0]))
+    fast = minimize(lsq, maxiter=60, record=3, learning_rate=sched,
+                    ema_decay=0.8)
+    assert len(seen) == 60
+    for v in hist_vars(fast.history):
+        assert_bitwise(slow.history[v].values, fast.history[v].values)
+    np.testing.assert_allclose(fast.history.learning_rate.values[1:],
+                               [sched(t) for t in range(3, 61, 3)],
+                               rtol=1e-15)
+
+
+def test_nonfinite_skip_rows_keep_iteration_numbers():
+    calls = [0]
+
+    def flaky(x):
+        calls[0] += 1
+        f, g = lsq(x)
+        return (np.nan, g) if calls[0] % 5 == 0 else (f, g)
+    res = minimize(flaky, maxiter=40, record=True, nonfinite="skip",
+                   learning_rate=0.01)
+    h = res.history
+    assert h.iteration.values.tolist() == list(range(41))
+    assert res.nskipped > 0
+    good = np.isfinite(h.fun.values)
+    np.testing.assert_array_equal(h.fun.values[good],
+                                  [lsq(x)[0] for x in h.x.values[good]])
 
 
 def test_minibatch_history_has_epochs():
