@@ -418,7 +418,7 @@ def test_concat_checks_continuity():
 # -----------------------------------------------------------------------------
 # the compiled loop records inside Numba
 # -----------------------------------------------------------------------------
-def test_compiled_loop_records_same_history_as_python_loop():
+def test_compiled_loop_records_same_history_as_python_loop(monkeypatch):
     opts = dict(maxiter=300, record=4, learning_rate=0.02, ema_decay=0.9,
                 record_grad=True)
     c = minimize(lsq_jit, compiled=True, **opts)
@@ -426,9 +426,15 @@ def test_compiled_loop_records_same_history_as_python_loop():
     assert c.history.sizes["iteration"] == 76
     for v in hist_vars(p.history):
         assert_bitwise(c.history[v].values, p.history[v].values)
-    # the buffer grew inside Numba: a tiny reservation still records all
-    d = minimize(lsq_jit, compiled=True, **dict(opts, maxiter=300, record=1))
+    # a reservation of 3 rows: the buffer grows inside Numba (and in the
+    # fused Python loop) and every row is still recorded
+    monkeypatch.setattr(history, "_RESERVE", 3 * 8 * (7 + 2 * N))
+    d = minimize(lsq_jit, compiled=True, **dict(opts, record=1))
+    e = minimize(lsq_jit, compiled=False, **dict(opts, record=1))
     assert d.history.sizes["iteration"] == 301
+    for v in hist_vars(p.history):
+        assert_bitwise(d.history[v].values[::4], p.history[v].values)
+        assert_bitwise(e.history[v].values, d.history[v].values)
 
 
 # -----------------------------------------------------------------------------
