@@ -131,7 +131,8 @@ OPTIONS_DOC = """
     resume : xarray.Dataset or path, optional
         Continue the run saved in this history (or netCDF file) for
         ``maxiter`` more iterations: state, step count, iteration numbers
-        and the minibatch shuffle state go on exactly.
+        and the minibatch shuffle state go on exactly (so does the saved
+        ``x_scale``, whatever this call's option says).
 """
 
 _STATE = "state_"
@@ -623,9 +624,11 @@ class Session:
        evaluation is not repeated) replace the loop's.
     2. ``session.attach(run)`` once the loop's arrays exist: restores the
        loop values, the objective's shuffle state, asks for step norms.
-    3. ``session.hook`` (Python loop; ``hook(run, f, g)`` after each
-       evaluation, also the first) or ``session.B, session.meta`` for the
-       compiled loop (``_record.record_row`` after each evaluation).
+    3. ``hooked(hook, session)`` for the Python loop (``hook(run, f, g)``
+       after the first evaluation and after each step; its ``hot_loop``
+       fuses the recording into the per-iteration compiled call), or
+       ``buffers(session)`` (``B, meta``) for the compiled loop, which
+       calls ``_record.record_row`` itself and returns ``B``.
     4. ``session.finish(res, run)`` builds ``res.history``.
     """
 
@@ -792,8 +795,11 @@ class Session:
         for k, (arr, slot) in _LOOP.items():
             v = getattr(run, arr)[getattr(C, slot)]
             state[_STATE + k] = ((), v.item())
-        ds = self.rec.to_dataset(
-            copy=False, data=state,
+        # views of the buffer, unless the run stopped early and most of the
+        # reservation is unused (copies then free it)
+        rec = self.rec
+        ds = rec.to_dataset(
+            copy=rec.rows < rec.B.shape[0] // 2, data=state,
             coords={"state_param": (dims, np.array(self.names, dtype=str))})
         ds.attrs = self._attrs(res)
         res.history = ds
