@@ -125,7 +125,7 @@ def run(quick=False):
     A, b = _problem()
     rows = []
     py_iters, c_iters, rounds = (5000, 20000, 3) if quick else \
-        (20000, 100000, 11)
+        (20000, 100000, 15)
     for name, fun, iters, compiled, target in (
             ("python", _python_objective(A, b), py_iters, False, 0.10),
             ("compiled", _compiled_objective(A, b), c_iters, True, 0.20)):
