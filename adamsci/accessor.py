@@ -137,13 +137,13 @@ class AdamsciAccessor:
     >>> import numpy as np, xarray as xr
     >>> import adamsci.accessor  # registers the accessor
     >>> from adamsci import models
-    >>> t = np.linspace(0, 5, 30)
-    >>> tau = xr.DataArray([0.5, 1.0, 2.0], dims="pixel")
-    >>> da = 3.0 * np.exp(-xr.DataArray(t, dims="time", coords={"time": t})
-    ...                   / tau) + 0.1
-    >>> fit = da.adamsci.curvefit("time", models.exponential)
-    >>> fit.curvefit_coefficients.sel(param="tau").values.round(3)
-    array([0.5, 1. , 2. ])
+    >>> t = np.linspace(-3, 3, 31)
+    >>> center = xr.DataArray([-0.5, 0.2, 0.7], dims="pixel")
+    >>> time = xr.DataArray(t, dims="time", coords={"time": t})
+    >>> da = 2.0 * np.exp(-0.5 * ((time - center) / 0.8) ** 2) + 0.1
+    >>> fit = da.adamsci.curvefit("time", models.gaussian)
+    >>> fit.curvefit_coefficients.sel(param="center").values.round(4)
+    array([-0.5,  0.2,  0.7])
     >>> fit.curvefit_covariance.dims
     ('pixel', 'cov_i', 'cov_j')
     """
@@ -195,8 +195,8 @@ class AdamsciAccessor:
         xarray.Dataset
             ``curvefit_coefficients`` (dims: the others, ``param``) and
             ``curvefit_covariance`` (``cov_i``, ``cov_j``); coordinates
-            ``param``, ``cov_i``, ``cov_j`` hold the parameter names; the
-            attrs are the DataArray's (as xarray).
+            ``param``, ``cov_i``, ``cov_j`` hold the parameter names; no
+            attrs (as xarray's).
         """
         obj = self._obj
         if errors not in ("raise", "ignore"):
@@ -219,7 +219,8 @@ class AdamsciAccessor:
             if param_names is None:
                 raise TypeError("param_names is required with a plain "
                                 "function model f(x, p)")
-            model = _models.Model(model, param_names=param_names)
+            model = _models.as_model(model, xdim=len(_as_list(coords)),
+                                     param_names=param_names)
         else:
             raise TypeError(f"model must be a Model, a built-in model name "
                             f"or a callable f(x, p), got {model!r}")
@@ -305,5 +306,7 @@ class AdamsciAccessor:
                              "curvefit_covariance": pcov})
         result = result.assign_coords({"param": names, "cov_i": names,
                                        "cov_j": names})
-        result.attrs = obj.attrs.copy()
+        # xarray copies the attrs of the (temporary) Dataset, which are empty
+        # for a DataArray: so do we
+        result.attrs = obj._to_temp_dataset().attrs.copy()
         return result

@@ -69,6 +69,7 @@ import hashlib
 import inspect
 import marshal
 import math
+import weakref
 
 import numpy as np
 
@@ -712,10 +713,15 @@ def pixel_grid(nx, ny=None, dtype=np.float64):
     return np.stack([xx.ravel(), yy.ravel()], axis=-1)
 
 
-def as_model(model, n_params=None):
-    """``model`` as a :class:`Model` (plain functions are wrapped).
+_PLAIN = weakref.WeakKeyDictionary()
 
-    ``n_params`` (from ``p0``) is needed for a plain function.
+
+def as_model(model, n_params=None, xdim=1, param_names=None):
+    """``model`` as a :class:`Model`.
+
+    A plain function is wrapped once per ``(n_params, xdim, param_names)``
+    and the wrapper reused, so that its compiled kernels are too. ``n_params``
+    (from ``p0``) or ``param_names`` is needed for a plain function.
     """
     if isinstance(model, Model):
         if n_params is not None and n_params != model.n_params:
@@ -731,11 +737,21 @@ def as_model(model, n_params=None):
         raise ValueError(f"model {model!r} is not a built-in model; choose "
                          f"from {sorted(BUILTIN)} or 'polynomialN'")
     if callable(model):
-        if n_params is None:
+        if n_params is None and param_names is None:
             raise TypeError(f"p0 is required for a plain function model "
                             f"({getattr(model, '__name__', model)!r}): it "
                             f"gives the number of parameters")
-        return Model(model, n_params=n_params)
+        names = None if param_names is None else tuple(param_names)
+        key = (n_params if names is None else len(names), int(xdim), names)
+        func = _py(model)
+        try:
+            cache = _PLAIN.setdefault(func, {})
+        except TypeError:        # not weak-referenceable: no reuse
+            cache = {}
+        if key not in cache:
+            cache[key] = Model(func, n_params=key[0], param_names=names,
+                               xdim=xdim)
+        return cache[key]
     raise TypeError(f"model must be a Model, a built-in model name or a "
                     f"callable model(x, p), got {model!r}")
 

@@ -292,16 +292,6 @@ def test_no_recompilation(problem):
     assert len(kern.signatures) == n
 
 
-def test_float32(problem):
-    x, y, _ = problem
-    d64 = fit_batch(models.gaussian, x, y, parallel=False)
-    d32 = fit_batch(models.gaussian, x.astype(np.float32),
-                    y.astype(np.float32), parallel=False)
-    assert d32.params.dtype == np.float32 and d32.attrs["dtype"] == "float32"
-    np.testing.assert_allclose(d32.params.values, d64.params.values,
-                               rtol=2e-3, atol=2e-3)
-
-
 def test_adamax_and_schedule(problem):
     x, y, _ = problem
     ds = fit_batch(models.gaussian, x, y, method="adamax", maxiter=3000)
@@ -338,12 +328,17 @@ def test_empty_batch_and_single_row(problem):
     assert one.sizes["fit"] == 1 and one.status.values[0] == 0
 
 
-def test_gaussian2d_on_pixels():
-    xy = models.pixel_grid(6)
+def test_gaussian2d_on_pixels_in_float32():
+    """Gpufit's configuration: 2-D Gaussian on pixels, float32 data."""
+    xy = models.pixel_grid(6).astype(np.float32)
     truth = np.array([[5.0, 2.3, 2.7, 1.1, 0.5], [2.0, 3.0, 1.5, 0.8, 1.0]])
-    y = np.array([[models.gaussian2d.value(p, t) for p in xy] for t in truth])
-    ds = fit_batch(models.gaussian2d, xy, y, tol=1e-10, maxiter=5000)
-    np.testing.assert_allclose(ds.params.values, truth, rtol=1e-5, atol=1e-6)
+    y = np.array([[models.gaussian2d.value(p, t) for p in xy] for t in truth],
+                 dtype=np.float32)
+    ds = fit_batch(models.gaussian2d, xy, y, tol=1e-8, maxiter=5000)
+    assert ds.params.dtype == np.float32 and ds.attrs["dtype"] == "float32"
+    assert (ds.status.values == 0).all()
+    np.testing.assert_allclose(ds.params.values, truth, rtol=2e-4,
+                               atol=2e-4)
 
 
 # --------------------------------------------------------------------------

@@ -139,18 +139,22 @@ def _namespace(model, tag, T, npt):
     ns.update(_NP=model.n_params, _NP2=model.n_params ** 2, _T=T, _DT=npt,
               _F8=np.float64, _work=stack_empty,
               _H=float(np.finfo(npt).eps ** (1 / 3)))
+    # Built-in models (kernels cached on disk) inline the model and the loop
+    # over points into fit_one: ~1.2-1.4x faster fits, ~2x longer compile.
+    # User models (compiled in every process) take the faster compile.
+    deep = _inline if model.builtin else _call
     ns["_xget"] = _inline(_fitloop.x_row if model.xdim > 1
                           else _fitloop.x_scalar)
-    ns["_value"] = _inline(model.value)
+    ns["_value"] = deep(model.value)
     if model.has_grad:
-        ns["_grad"] = _inline(model.grad)
+        ns["_grad"] = deep(model.grad)
     else:
-        ns["_grad"] = _inline(_fitloop.specialize(_fitloop.fd_grad,
-                                                  f"fd_grad_{tag}", ns))
+        ns["_grad"] = deep(_fitloop.specialize(_fitloop.fd_grad,
+                                               f"fd_grad_{tag}", ns))
     ns["grad_bad"] = _call(_fitloop.specialize(_fitloop.grad_bad,
                                                f"grad_bad_{tag}", ns))
-    ns["chi2_pass"] = _inline(_fitloop.specialize(_fitloop.chi2_pass,
-                                                  f"chi2_pass_{tag}", ns))
+    ns["chi2_pass"] = deep(_fitloop.specialize(_fitloop.chi2_pass,
+                                               f"chi2_pass_{tag}", ns))
     ns["invert_spd"] = _call(_fitloop.invert_spd)
     return ns
 
