@@ -36,7 +36,7 @@ from _common import Claims, Timer, parse_args, plot_curves, table, train
 import adamsci
 
 N, D, BATCH, EMA = 10_000, 20, 10, 0.999
-GRID = [1e-3, 3e-3, 1e-2, 3e-2, 0.1]
+GRID = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1]
 LEARNING_RATES = {"Adam": GRID, "AdaMax": [2 * lr for lr in GRID]}
 
 
