@@ -1,0 +1,707 @@
+"""The minimize loop's per-iteration work, compiled, and the whole loop.
+
+:func:`iterate` is everything the loop of :mod:`adamsci.minimize` does
+between two objective evaluations: the non-finite check, the convergence
+tests, the learning-rate schedule, the optimizer's kernel from
+:mod:`adamsci.kernels.cpu`, the projection onto the bounds and the step norm.
+The Python loop calls it once per iteration (one dispatch of eight
+arguments, about 1 us); :func:`run` calls it from a loop compiled around a
+user's ``@njit`` objective. Both paths run the same compiled arithmetic, so
+they give bitwise identical results.
+
+Everything the loop keeps between iterations lives in four arrays, so that
+the Python side reads and writes it without another dispatch:
+
+``fp`` (float64)
+    hyperparameters, tolerances, schedule, and the running scalars (EMA of f,
+    best EMA, last gradient norm, last step norm, last learning rate);
+``ip`` (int64)
+    optimizer kind, flags, limits and counters; ``ip[STEP]`` is the
+    optimizer's step counter (the state's ``step`` field is a view of it);
+``S`` (parameters' dtype, shape ``(k, n)``)
+    the optimizer state, one row per active state array;
+``W`` (parameters' dtype, shape ``(5, n)``)
+    lower and upper bounds, the scale of the parameters, the previous
+    iterate and the scaled gradient.
+
+The optimizer runs on ``y = x / scale``; the objective sees ``x``. Without
+``x_scale`` the two are the same array.
+
+Calling a user's jitted function from :func:`run` compiles :func:`run` for
+that function; Numba does not cache such a specialisation across processes
+(the first call in each process compiles it, about a second).
+"""
+import math
+import types as pytypes
+
+import numpy as np
+from numba import njit, typeof, types
+from numba.extending import overload
+
+from . import _record
+from . import schedules as _schedules
+from . import _rules
+
+JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+# -- status codes (>= 0 end the run) --------------------------------------
+CONTINUE = -1       # a step was taken; evaluate the objective at the new x
+SKIP = -2           # non-finite value skipped (nonfinite="skip"); evaluate again
+BADGRAD = -3        # the gradient does not have n entries
+GTOL = 0
+MAXITER = 1
+MAXFEV = 2
+NONFINITE = 3
+FTOL = 4
+XTOL = 5
+CALLBACK = 99
+
+# -- optimizer kinds --------------------------------------------------------
+ADAM, ADAMAX, SGD, ADAGRAD, RMSPROP, ADADELTA = range(6)
+KINDS = {"adam": ADAM, "adamax": ADAMAX, "sgd": SGD, "adagrad": ADAGRAD,
+         "rmsprop": RMSPROP, "adadelta": ADADELTA}
+
+# -- slots of fp (float64) --------------------------------------------------
+LR = 0              # constant learning rate, or this step's (Python schedule)
+SCHED_LR = 1        # schedule parameters (schedules.Schedule.as_tuple)
+SCHED_A = 2
+SCHED_B = 3
+GTOL_ = 4
+XTOL_ = 5
+FTOL_ = 6
+FSMOOTH = 7         # decay of the EMA of f used by ftol
+EMA = 8             # running EMA of f (uncorrected)
+EMA_W = 9           # its bias-correction weight 1 - FSMOOTH**k
+BEST = 10           # best bias-corrected EMA so far
+GNORM = 11          # last (projected) gradient inf-norm
+STEPNORM = 12       # last step's 2-norm in x units (when computed)
+LR_USED = 13        # learning rate of the last step
+FSIGN = 14          # +1 minimise, -1 maximise (for ftol)
+B1T = 15            # running beta1**t (Adam, AdaMax)
+H0 = 16             # optimizer hyperparameters (Optimizer._hyper), 9 slots
+B2T = 25            # running beta2**t (Adam)
+NFP = 32
+
+# -- slots of ip (int64) ----------------------------------------------------
+KIND = 0
+SCHED_CODE = 1      # schedules code (0: constant fp[LR]); -1: Python
+                    # callable, fp[LR] set before each step
+SCHED_FLAG = 2
+ROW0 = 3            # ROW0..ROW0+3: row of S of each state array, -1 if off
+HAS_BOUNDS = 7
+HAS_SCALE = 8
+SKIP_MODE = 9       # 1: skip non-finite evaluations (up to MAXSKIP in a row)
+MAXITER_ = 10
+MAXFEV_ = 11
+FPE = 12            # objective calls per evaluation (1, or n+1 with FD)
+NIT = 13
+NFEV = 14
+NJEV = 15
+PATIENCE = 16
+STALL = 17
+NSKIP = 18          # consecutive skipped evaluations
+NSKIPPED = 19       # total skipped evaluations
+XHIT = 20           # the last step satisfied xtol
+MAXSKIP = 21
+WANT_STEPNORM = 22  # compute fp[STEPNORM] even without xtol (recorders)
+MAXIMIZE = 23
+STEP = 24           # the optimizer's int64 step counter
+NIP = 32
+
+# -- rows of W ----------------------------------------------------------------
+LO, HI, SCALE, YPREV, GY = range(5)
+NW = 5
+
+_inline = njit(inline="always", error_model="numpy")
+_evaluate_schedule = _inline(_schedules.evaluate)
+_adam = _inline(_rules.adam)
+_adamax = _inline(_rules.adamax)
+_sgd = _inline(_rules.sgd)
+_adagrad = _inline(_rules.adagrad)
+_rmsprop = _inline(_rules.rmsprop)
+_adadelta = _inline(_rules.adadelta)
+_ema = _inline(_rules.ema)
+
+# The element loops below apply the rules of adamsci._rules exactly as the
+# kernels of adamsci.kernels.cpu do, but index the 2-D state S and work W
+# arrays directly: creating array views (and calling the kernels, which
+# takes views) costs more than the whole update for a few parameters.
+# Rows of features that are off (-1) are never read.
+
+
+@njit(inline="always", **JIT)
+def _adam_loop(y, W, S, r0, r1, r2, r3, step_size, inv_sqrt_bc2, beta1, c1,
+               beta2, c2, eps, weight_decay, decay, decoupled, amsgrad,
+               maximize, ema_decay, c_ema):
+    if amsgrad:
+        for i in range(y.size):
+            p, m, v, vmax = _adam(y[i], W[GY, i], S[r0, i], S[r1, i],
+                                  S[r2, i], step_size, inv_sqrt_bc2, beta1, c1,
+                                  beta2, c2, eps, weight_decay, decay,
+                                  decoupled, True, maximize)
+            y[i] = p
+            S[r0, i] = m
+            S[r1, i] = v
+            S[r2, i] = vmax
+            if ema_decay > 0.0:
+                S[r3, i] = _ema(S[r3, i], p, ema_decay, c_ema)
+    else:
+        for i in range(y.size):
+            v = S[r1, i]
+            p, m, v, _unused = _adam(y[i], W[GY, i], S[r0, i], v, v,
+                                     step_size, inv_sqrt_bc2, beta1, c1, beta2,
+                                     c2, eps, weight_decay, decay, decoupled,
+                                     False, maximize)
+            y[i] = p
+            S[r0, i] = m
+            S[r1, i] = v
+            if ema_decay > 0.0:
+                S[r3, i] = _ema(S[r3, i], p, ema_decay, c_ema)
+
+
+@njit(inline="always", **JIT)
+def _adamax_loop(y, W, S, r0, r1, r2, step_size, beta1, c1, beta2, eps,
+                 weight_decay, maximize, ema_decay, c_ema):
+    for i in range(y.size):
+        p, m, u = _adamax(y[i], W[GY, i], S[r0, i], S[r1, i], step_size,
+                          beta1, c1, beta2, eps, weight_decay, maximize)
+        y[i] = p
+        S[r0, i] = m
+        S[r1, i] = u
+        if ema_decay > 0.0:
+            S[r2, i] = _ema(S[r2, i], p, ema_decay, c_ema)
+
+
+@njit(inline="always", **JIT)
+def _sgd_loop(y, W, S, r0, lr, momentum, undamped, nesterov, weight_decay,
+              first, maximize):
+    for i in range(y.size):
+        g = W[GY, i]
+        b = S[r0, i] if momentum != 0.0 else g
+        p, b = _sgd(y[i], g, b, lr, momentum, undamped, nesterov,
+                    weight_decay, first, maximize)
+        y[i] = p
+        if momentum != 0.0:
+            S[r0, i] = b
+
+
+@njit(inline="always", **JIT)
+def _adagrad_loop(y, W, S, r0, clr, eps, weight_decay, maximize):
+    for i in range(y.size):
+        p, s = _adagrad(y[i], W[GY, i], S[r0, i], clr, eps, weight_decay,
+                        maximize)
+        y[i] = p
+        S[r0, i] = s
+
+
+@njit(inline="always", **JIT)
+def _rmsprop_loop(y, W, S, r0, r1, r2, lr, alpha, c_alpha, eps, momentum,
+                  centered, weight_decay, maximize):
+    for i in range(y.size):
+        g = W[GY, i]
+        ga = S[r1, i] if centered else g
+        b = S[r2, i] if momentum > 0.0 else g
+        p, sq, ga, b = _rmsprop(y[i], g, S[r0, i], ga, b, lr, alpha, c_alpha,
+                                eps, momentum, centered, weight_decay,
+                                maximize)
+        y[i] = p
+        S[r0, i] = sq
+        if centered:
+            S[r1, i] = ga
+        if momentum > 0.0:
+            S[r2, i] = b
+
+
+@njit(inline="always", **JIT)
+def _adadelta_loop(y, W, S, r0, r1, lr, rho, c_rho, eps, weight_decay,
+                   maximize):
+    for i in range(y.size):
+        p, sq, acc = _adadelta(y[i], W[GY, i], S[r0, i], S[r1, i], lr, rho,
+                               c_rho, eps, weight_decay, maximize)
+        y[i] = p
+        S[r0, i] = sq
+        S[r1, i] = acc
+
+
+@njit(inline="always", **JIT)
+def _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    beta1, beta2, eps, wd = h[0], h[1], h[2], h[3]
+    ema = h[8]
+    b1t = b1t * beta1
+    b2t = b2t * beta2
+    if h[6] != 0.0:
+        step_size = lr / (1.0 - b1t)
+        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2t)
+    else:
+        step_size = lr
+        inv_sqrt_bc2 = 1.0
+    _adam_loop(y, W, S, r0, r1, r2, r3, T(step_size), T(inv_sqrt_bc2),
+               T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2), T(eps),
+               T(wd), T(1.0 - lr * wd), h[4] != 0.0, h[5] != 0.0,
+               h[7] != 0.0, T(ema), T(1.0 - ema))
+    return b1t, b2t
+
+
+@njit(inline="always", **JIT)
+def _step_adamax(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    beta1, beta2, eps, wd = h[0], h[1], h[2], h[3]
+    ema = h[5]
+    b1t = b1t * beta1
+    step_size = lr / (1.0 - b1t)
+    _adamax_loop(y, W, S, r0, r1, r2, T(step_size), T(beta1), T(1.0 - beta1),
+                 T(beta2), T(eps), T(wd), h[4] != 0.0, T(ema),
+                 T(1.0 - ema))
+    return b1t, b2t
+
+
+@njit(inline="always", **JIT)
+def _step_sgd(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    _sgd_loop(y, W, S, r0, T(lr), T(h[0]), T(1.0 - h[1]),
+              h[2] != 0.0, T(h[3]), t == 1, h[4] != 0.0)
+    return b1t, b2t
+
+
+@njit(inline="always", **JIT)
+def _step_adagrad(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    clr = lr / (1.0 + (t - 1) * h[0])
+    _adagrad_loop(y, W, S, r0, T(clr), T(h[1]), T(h[2]),
+                  h[3] != 0.0)
+    return b1t, b2t
+
+
+@njit(inline="always", **JIT)
+def _step_rmsprop(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    alpha = h[0]
+    _rmsprop_loop(y, W, S, r0, r1, r2, T(lr), T(alpha), T(1.0 - alpha),
+                  T(h[1]), T(h[2]), h[3] != 0.0,
+                  T(h[4]), h[5] != 0.0)
+    return b1t, b2t
+
+
+@njit(inline="always", **JIT)
+def _step_adadelta(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    T = y.dtype.type
+    rho = h[0]
+    _adadelta_loop(y, W, S, r0, r1, T(lr), T(rho), T(1.0 - rho),
+                   T(h[1]), T(h[2]), h[3] != 0.0)
+    return b1t, b2t
+
+
+def _step(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    """Step ``t`` of optimizer ``kind``; returns the running products.
+
+    Typed by Numba (overload below): a literal ``kind`` compiles only that
+    optimizer's step (the compiled loop); a runtime ``kind`` switches.
+
+    The per-step scalars are computed in float64 as the kernels' drivers do
+    (:mod:`adamsci.kernels.cpu`) and cast to the parameters' dtype, except
+    that Adam's and AdaMax's bias corrections use the running products
+    ``b1t = beta1**t`` and ``b2t = beta2**t`` (one multiplication per step
+    instead of two ``pow`` calls; reproducible from ``t`` alone, see
+    :func:`powers`).
+    """
+    raise NotImplementedError("compiled only")
+
+
+_STEPS = (_step_adam, _step_adamax, _step_sgd, _step_adagrad, _step_rmsprop,
+          _step_adadelta)
+
+
+@overload(_step, inline="always", jit_options=dict(JIT))
+def _step_overload(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    if isinstance(kind, types.IntegerLiteral):
+        return _STEPS[kind.literal_value].py_func
+
+    def impl(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+        if kind == ADAM:
+            return _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        elif kind == ADAMAX:
+            return _step_adamax(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+                                b2t)
+        elif kind == SGD:
+            return _step_sgd(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        elif kind == ADAGRAD:
+            return _step_adagrad(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+                                 b2t)
+        elif kind == RMSPROP:
+            return _step_rmsprop(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+                                 b2t)
+        return _step_adadelta(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    return impl
+
+
+@njit(inline="always", **JIT)
+def _hyper(fp):
+    """The optimizer's hyperparameters as a tuple (kept in registers)."""
+    return (fp[H0], fp[H0 + 1], fp[H0 + 2], fp[H0 + 3], fp[H0 + 4],
+            fp[H0 + 5], fp[H0 + 6], fp[H0 + 7], fp[H0 + 8])
+
+
+@njit(inline="always", **JIT)
+def _update(y, W, S, fp, ip, lr):
+    """One optimizer step on ``y`` with the gradient in ``W[GY]`` (y units)."""
+    t = ip[STEP] + 1
+    b1t, b2t = _step(ip[KIND], y, W, S, _hyper(fp), ip[ROW0], ip[ROW0 + 1],
+                     ip[ROW0 + 2], ip[ROW0 + 3], lr, t, fp[B1T], fp[B2T])
+    fp[B1T] = b1t
+    fp[B2T] = b2t
+    ip[STEP] = t
+
+
+def powers(beta, t):
+    """``beta**t`` as the loop computes it: ``t`` multiplications from 1.
+
+    Running products are not bitwise equal to ``pow``; recomputing them
+    this way from the step count continues a run exactly.
+    """
+    p = 1.0
+    beta = float(beta)
+    for _ in range(int(t)):
+        p *= beta
+    return p
+
+
+@njit(inline="always", **JIT)
+def _iterate(x, y, g, f, S, fp, ip, W):
+    # the body of iterate(), inlined into run()
+    n = y.size
+    if g.size != n:
+        return BADGRAD
+    # 1. the evaluation must be finite; nothing is modified otherwise
+    bad = not (f - f == 0.0)
+    if not bad:
+        for i in range(n):
+            if not (g[i] - g[i] == 0.0):
+                bad = True
+                break
+    if bad:
+        if ip[SKIP_MODE] != 0 and ip[NSKIP] < ip[MAXSKIP]:
+            if ip[NFEV] + ip[FPE] > ip[MAXFEV_]:
+                return MAXFEV
+            ip[NSKIP] += 1
+            ip[NSKIPPED] += 1
+            ip[NFEV] += ip[FPE]
+            ip[NJEV] += 1
+            return SKIP
+        return NONFINITE
+    ip[NSKIP] = 0
+    if ip[XHIT] != 0:
+        return XTOL
+    # 2. gradient test, on the components the bounds do not block
+    has_bounds = ip[HAS_BOUNDS] != 0
+    maximize = ip[MAXIMIZE] != 0
+    gnorm = 0.0
+    for i in range(n):
+        gi = g[i]
+        if has_bounds:
+            d = gi if maximize else -gi      # the direction a step moves y
+            if (d < 0.0 and y[i] <= W[LO, i]) or (d > 0.0 and
+                                                  y[i] >= W[HI, i]):
+                continue
+        a = abs(gi)
+        if a > gnorm:
+            gnorm = a
+    fp[GNORM] = gnorm
+    if gnorm <= fp[GTOL_]:
+        return GTOL
+    # 3. smoothed-objective test (patience)
+    ftol = fp[FTOL_]
+    if ftol > 0.0:
+        s = fp[FSMOOTH]
+        fp[EMA] = s * fp[EMA] + (1.0 - s) * (fp[FSIGN] * f)
+        fp[EMA_W] = s * fp[EMA_W] + (1.0 - s)
+        ema = fp[EMA] / fp[EMA_W]
+        best = fp[BEST]
+        if ema < best - ftol * abs(best):
+            fp[BEST] = ema
+            ip[STALL] = 0
+        else:
+            ip[STALL] += 1
+            if ip[STALL] >= ip[PATIENCE]:
+                return FTOL
+    # 4. limits
+    if ip[NIT] >= ip[MAXITER_]:
+        return MAXITER
+    if ip[NFEV] + ip[FPE] > ip[MAXFEV_]:
+        return MAXFEV
+    # 5. the step
+    code = ip[SCHED_CODE]
+    if code > 0:
+        lr = _evaluate_schedule(code, fp[SCHED_LR], fp[SCHED_A], fp[SCHED_B],
+                                ip[SCHED_FLAG] != 0, ip[STEP] + 1)
+    else:
+        lr = fp[LR]
+    fp[LR_USED] = lr
+    scaled = ip[HAS_SCALE] != 0
+    if scaled:
+        for i in range(n):
+            W[GY, i] = g[i] * W[SCALE, i]
+    else:
+        for i in range(n):
+            W[GY, i] = g[i]
+    want_step = fp[XTOL_] > 0.0 or ip[WANT_STEPNORM] != 0
+    if want_step:
+        for i in range(n):
+            W[YPREV, i] = y[i]
+    _update(y, W, S, fp, ip, lr)
+    if has_bounds:
+        for i in range(n):
+            if y[i] < W[LO, i]:
+                y[i] = W[LO, i]
+            elif y[i] > W[HI, i]:
+                y[i] = W[HI, i]
+    if scaled:
+        for i in range(n):
+            x[i] = y[i] * W[SCALE, i]
+    if want_step:
+        dn = 0.0
+        xn = 0.0
+        for i in range(n):
+            d = y[i] - W[YPREV, i]
+            if scaled:
+                d = d * W[SCALE, i]
+            dn += d * d
+            xn += x[i] * x[i]
+        dn = math.sqrt(dn)
+        fp[STEPNORM] = dn
+        xtol = fp[XTOL_]
+        if xtol > 0.0 and dn <= xtol * (xtol + math.sqrt(xn)):
+            ip[XHIT] = 1
+    ip[NIT] += 1
+    ip[NFEV] += ip[FPE]
+    ip[NJEV] += 1
+    return CONTINUE
+
+
+@njit(**JIT)
+def iterate(x, y, g, f, S, fp, ip, W):
+    """Everything between two evaluations; returns a status code.
+
+    ``f`` and ``g`` are the objective's value and gradient (x units) at the
+    current ``x``. Returns :data:`CONTINUE` after a step (the caller then
+    evaluates the objective at the new ``x``), :data:`SKIP` when a non-finite
+    evaluation was skipped (evaluate again at the same ``x``), or a final
+    status code (>= 0) leaving ``x``, ``y`` and the state untouched.
+    """
+    return _iterate(x, y, g, f, S, fp, ip, W)
+
+
+def _evaluate(fun, jac, x, args):
+    """``(f, g)`` of a jitted objective (overloaded for Numba below)."""
+    if jac is None:
+        return fun(x, *args)
+    return fun(x, *args), jac(x, *args)
+
+
+@overload(_evaluate, jit_options=dict(cache=True))
+def _evaluate_overload(fun, jac, x, args):
+    if isinstance(jac, (types.NoneType, types.Omitted)):
+        def impl(fun, jac, x, args):
+            f, g = fun(x, *args)
+            return f, g
+    else:
+        def impl(fun, jac, x, args):
+            return fun(x, *args), jac(x, *args)
+    return impl
+
+
+@njit(**JIT)
+def _fast_ok(ip, fp):
+    """True when the run needs none of the features the fast loop lacks."""
+    return (ip[HAS_BOUNDS] == 0 and ip[HAS_SCALE] == 0 and ip[SKIP_MODE] == 0
+            and ip[XHIT] == 0 and fp[FTOL_] == 0.0 and fp[XTOL_] == 0.0)
+
+
+def _run_template(fun, jac, it, args, x, y, S, fp, ip, W, B, meta):
+    # compiled once per optimizer, with _KIND a constant (see _RUNS); ``it``
+    # is iterate() as a first-class function: calling it through its
+    # address keeps its code out of this module (Numba would otherwise link
+    # and re-optimise all six optimizers' steps in every compiled loop).
+    if _fast_ok(ip, fp):
+        return _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, _KIND)
+    return _run_generic(fun, jac, it, args, x, y, S, fp, ip, W, B, meta)
+
+
+def _with_kind(kind, name):
+    f = pytypes.FunctionType(_run_template.__code__,
+                             dict(_run_template.__globals__, _KIND=kind),
+                             name)
+    f.__qualname__ = name
+    f.__module__ = __name__
+    return njit(**JIT)(f)
+
+
+def _function_type(fun, argtypes):
+    """The first-class function type of a jitted ``fun`` for ``argtypes``."""
+    fun.compile(argtypes)
+    ret = fun.overloads[argtypes].signature.return_type
+    return types.FunctionType(ret(*argtypes))
+
+
+_ENTRIES = {}
+
+
+def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
+    """The whole loop in Numba: returns ``(status, f, g, B)`` at the final x.
+
+    ``fun`` (and ``jac``) are Numba ``@njit`` dispatchers: ``fun(x, *args)``
+    returns ``(f, g)`` when ``jac`` is None, else ``f``, and ``jac(x,
+    *args)`` returns ``g``. The first evaluation (at x0) is done here too
+    and counted by the caller in ``ip[NFEV]``. ``kind`` is ``ip[KIND]``.
+
+    The loop receives the objective as a first-class function (its type is
+    the signature, not the function), so each optimizer's loop (``_RUNS``)
+    is compiled once per signature and dtype and cached on disk: a new
+    objective of the same signature costs no compilation of the loop.
+
+    Without bounds, ``x_scale``, ``ftol``, ``xtol`` and ``nonfinite="skip"``
+    the loop keeps its counters in local variables (:func:`_run_fast`);
+    otherwise it calls :func:`iterate` (:func:`_run_generic`). Both give
+    the same results as the Python loop, bit for bit.
+
+    ``B`` and ``meta`` are the history recorder's buffer and layout
+    (:mod:`adamsci._record`; ``meta`` empty: no recording): every evaluation
+    after a step (and the first one unless resumed) appends a row when it is
+    due; a full ``B`` is replaced by a larger copy, returned as ``B``.
+    """
+    argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
+    ftype = _function_type(fun, argtypes)
+    jtype = types.none if jac is None else _function_type(jac, argtypes)
+    gtype = typeof(np.empty(0, y.dtype))
+    itype = _function_type(iterate, (typeof(x), typeof(y), gtype, types.float64,
+                                     typeof(S), typeof(fp), typeof(ip),
+                                     typeof(W)))
+    sig = (ftype, jtype, itype, typeof(args), typeof(x), typeof(y), typeof(S),
+           typeof(fp), typeof(ip), typeof(W), typeof(B), typeof(meta))
+    key = (kind, sig)
+    entry = _ENTRIES.get(key)
+    if entry is None:
+        dispatcher = _RUNS[kind]
+        dispatcher.compile(sig)
+        entry = _ENTRIES[key] = dispatcher.overloads[sig].entry_point
+    return entry(fun, jac, iterate, args, x, y, S, fp, ip, W, B, meta)
+
+
+@njit(**JIT)
+def _run_generic(fun, jac, it, args, x, y, S, fp, ip, W, B, meta):
+    f, g = _evaluate(fun, jac, x, args)
+    gc = np.empty(y.size, y.dtype)
+    record = meta.size > 0
+    due = record and meta[_record.FIRST] != 0
+    while True:
+        ff = np.float64(f)
+        if len(g) != gc.size:
+            return BADGRAD, ff, gc, B
+        for i in range(gc.size):
+            gc[i] = g[i]
+        if due:
+            if _record.record_row(B, meta, x, gc, ff, fp, ip, S, np.nan):
+                B = _record.grow(B)
+        status = it(x, y, gc, ff, S, fp, ip, W)
+        if status >= 0:
+            return status, ff, gc, B
+        due = record and status == CONTINUE
+        f, g = _evaluate(fun, jac, x, args)
+
+
+@njit(**JIT)
+def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
+    # The arithmetic and the order of the tests are those of _iterate; the
+    # counters and running products live in local variables and are
+    # written back before recording and at the end.
+    n = y.size
+    gc = np.empty(n, y.dtype)
+    record = meta.size > 0
+    due = record and meta[_record.FIRST] != 0
+    r0, r1, r2, r3 = ip[ROW0], ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3]
+    h = _hyper(fp)
+    nit, t = ip[NIT], ip[STEP]
+    nfev, njev, fpe = ip[NFEV], ip[NJEV], ip[FPE]
+    maxiter, maxfev = ip[MAXITER_], ip[MAXFEV_]
+    b1t, b2t = fp[B1T], fp[B2T]
+    gtol = fp[GTOL_]
+    code, sflag = ip[SCHED_CODE], ip[SCHED_FLAG] != 0
+    slr, sa, sb, lr0 = fp[SCHED_LR], fp[SCHED_A], fp[SCHED_B], fp[LR]
+    want_step = ip[WANT_STEPNORM] != 0
+    lr = fp[LR_USED]
+    dn = fp[STEPNORM]
+    gnorm = fp[GNORM]
+    f, g = _evaluate(fun, jac, x, args)
+    while True:
+        ff = np.float64(f)
+        if len(g) != n:
+            status = BADGRAD
+            break
+        for i in range(n):
+            gc[i] = g[i]
+        if due:
+            ip[NIT] = nit
+            ip[STEP] = t
+            fp[LR_USED] = lr
+            fp[STEPNORM] = dn
+            if _record.record_row(B, meta, x, gc, ff, fp, ip, S, np.nan):
+                B = _record.grow(B)
+        bad = not (ff - ff == 0.0)
+        if not bad:
+            for i in range(n):
+                if not (gc[i] - gc[i] == 0.0):
+                    bad = True
+                    break
+        if bad:
+            status = NONFINITE
+            break
+        gnorm = 0.0
+        for i in range(n):
+            a = abs(gc[i])
+            if a > gnorm:
+                gnorm = a
+        if gnorm <= gtol:
+            status = GTOL
+            break
+        if nit >= maxiter:
+            status = MAXITER
+            break
+        if nfev + fpe > maxfev:
+            status = MAXFEV
+            break
+        if code > 0:
+            lr = _evaluate_schedule(code, slr, sa, sb, sflag, t + 1)
+        else:
+            lr = lr0
+        for i in range(n):
+            W[GY, i] = gc[i]
+        if want_step:
+            for i in range(n):
+                W[YPREV, i] = y[i]
+        t += 1
+        b1t, b2t = _step(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        if want_step:
+            dn = 0.0
+            for i in range(n):
+                d = y[i] - W[YPREV, i]
+                dn += d * d
+            dn = math.sqrt(dn)
+        nit += 1
+        nfev += fpe
+        njev += 1
+        due = record
+        f, g = _evaluate(fun, jac, x, args)
+    ip[NIT] = nit
+    ip[STEP] = t
+    ip[NFEV] = nfev
+    ip[NJEV] = njev
+    fp[B1T] = b1t
+    fp[B2T] = b2t
+    fp[LR_USED] = lr
+    fp[STEPNORM] = dn
+    fp[GNORM] = gnorm
+    return status, ff, gc, B
+
+
+#: The compiled loop of each optimizer kind (module-level dispatchers).
+_RUNS = tuple(_with_kind(k, f"run_{name}") for name, k in KINDS.items())
