@@ -26,16 +26,11 @@ A kernel cannot return a value, and a grid has no cheap global barrier, so
 the last argument differs (the rest of the signature is identical; a test
 compares them):
 
-=====================  ========================  ===========================
-CPU (``@njit``)        CUDA (``@cuda.jit``)      why
-=====================  ========================  ===========================
-``..., check,          ``..., check, scratch``   ``scratch``: the int64
-nchunks) -> n_bad``                              device array of shape (3,)
-                                                 made by :func:`new_scratch`;
-                                                 the grid replaces ``nchunks``
-``count_nonfinite(g)   ``count_nonfinite(g,      the count is added to
--> n``                 scratch)``                ``scratch[0]``
-=====================  ========================  ===========================
+* CPU ``(..., check, nchunks) -> n_bad``; CUDA ``(..., check, scratch)``:
+  ``scratch`` is the int64 device array of shape (3,) made by
+  :func:`new_scratch`, and the grid replaces ``nchunks``.
+* CPU ``count_nonfinite(g) -> n``; CUDA ``count_nonfinite(g, scratch)``: the
+  count is added to ``scratch[0]``.
 
 ``scratch`` holds ``[count, blocks_done, last_count]``:
 
