@@ -46,6 +46,7 @@ class StatusCode:
 STATUS = {0: "converged", 1: "max_iterations", 2: "nonfinite",
           3: "no_valid_points", 4: "too_few_points"}
 _METHODS = {"adam": 0, "adamax": 1}
+_SCALES = {"jac": 1, "whiten": 2}
 _TARGETS = ("cpu", "cuda")
 #: Fewer fits than this run on the serial kernel (a parallel region costs
 #: more than it saves; measured with the batch benchmark).
@@ -233,26 +234,29 @@ def _prepare(model, xdata, ydata, p0, sigma, bounds, x_scale, dtype):
                 f"{HI[min(fi, HI.shape[0] - 1), pj]}]")
 
     # parameter scales
+    if x_scale is None:
+        x_scale = model.x_scale
     if isinstance(x_scale, str):
-        if x_scale != "jac":
-            raise ValueError(f"x_scale must be 'jac' or positive numbers, "
-                             f"got {x_scale!r}")
+        if x_scale not in _SCALES:
+            raise ValueError(f"x_scale must be one of {tuple(_SCALES)} or "
+                             f"positive numbers, got {x_scale!r}")
         XS = np.ones((1, npar), np.float64)
-        jac_scale = True
+        scale_mode = _SCALES[x_scale]
     else:
         XS = _per_fit("x_scale", x_scale, n_fits, npar, np.float64)
         if not (np.isfinite(XS).all() and (XS > 0).all()):
             raise ValueError("x_scale must be finite and > 0")
-        jac_scale = False
+        scale_mode = 0
     info = dict(n_fits=n_fits, n_points=n_points, dtype=dtype,
-                guessed=guessed, jac_scale=jac_scale)
+                guessed=guessed, scale_mode=scale_mode,
+                x_scale=x_scale if isinstance(x_scale, str) else "given")
     return model, (X, Y, W, P0, LO, HI, XS), info
 
 
 def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
               target="cpu", method="adam", maxiter=1000, tol=1e-6,
-              learning_rate=0.3, beta1=0.5, beta2=0.999, eps=1e-8,
-              lr_decay=0.5, x_scale="jac", absolute_sigma=False, dtype=None,
+              learning_rate=0.3, beta1=0.3, beta2=0.999, eps=1e-8,
+              lr_decay=0.5, x_scale=None, absolute_sigma=False, dtype=None,
               parallel=None, threads_per_block=128):
     r"""Fit ``model`` independently to every row of ``ydata``.
 
@@ -291,21 +295,30 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
     tol : float, default 1e-6
         Relative tolerance of the stopping rule (see Notes).
     learning_rate : float or adamsci.schedules.Schedule, default 0.3
-        In units of each parameter's scale ``s_j`` (see ``x_scale``).
-    beta1, beta2, eps : float, default 0.5, 0.999, 1e-8
-        Adam's hyperparameters. ``beta1`` is 0.5 rather than the paper's 0.9:
-        a fit's ``chi2`` is deterministic (no minibatch noise to average),
-        and less momentum overshoots less; over the built-in models this
-        took 1.3-2x fewer steps at equal or better accuracy (see the batch
-        benchmark).
+        In the scaled coordinates (see ``x_scale``), where 1 is a step that
+        changes the model by about the whole initial misfit.
+    beta1, beta2, eps : float, default 0.3, 0.999, 1e-8
+        Adam's hyperparameters. ``beta1`` is 0.3 rather than the paper's 0.9:
+        a fit's ``chi2`` is deterministic (no minibatch noise for the
+        momentum to average) and less momentum overshoots less; measured
+        over the built-in models, 0.3 took 1.3-3x fewer steps than 0.9 at
+        equal or better accuracy.
     lr_decay : float in (0, 1], default 0.5
         Per fit, the learning rate is multiplied by ``lr_decay`` (and the
         momentum restarted) whenever ``chi2`` rises. 1 disables this.
-    x_scale : "jac" or array_like, default "jac"
-        Parameter scales ``s_j``: Adam runs in ``p_j / s_j``. ``"jac"``:
-        ``s_j = sqrt(chi2(p0) / (J^T W J)_jj)`` per fit, the change of
-        ``p_j`` that alone moves the model by the whole initial misfit (the
-        idea of ``scipy.optimize.least_squares(x_scale="jac")``).
+    x_scale : {"whiten", "jac"} or array_like, optional
+        How Adam's coordinates are scaled (default: the model's
+        ``x_scale``, "whiten" for every built-in model but
+        ``double_exponential``). ``"jac"``: Adam runs in ``p_j / s_j`` with
+        ``s_j = sqrt(chi2(p0) / (J^T W J)_jj)`` per fit, the change of ``p_j``
+        that alone moves the model by the whole initial misfit (the idea of
+        ``scipy.optimize.least_squares(x_scale="jac")``). ``"whiten"``:
+        Adam runs in ``u = L^T p / sqrt(chi2(p0))`` where ``J^T W J = L L^T``
+        at ``p0`` (Cholesky), coordinates in which the parameters are
+        decorrelated at the start; a fixed linear change of variables, made
+        once per fit (falls back to "jac" when ``J^T W J`` is singular).
+        An array: fixed scales ``s_j``, ``(n_params,)`` or ``(n_fits,
+        n_params)``.
     absolute_sigma : bool, default False
         As in ``scipy.optimize.curve_fit``: False scales the covariance by
         ``chi2 / (n_valid - n_params)``.
@@ -344,12 +357,14 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
 
     Notes
     -----
-    The algorithm (:mod:`adamsci.kernels._fitloop`) is Adam in scaled
-    coordinates ``p_j / s_j`` on ``chi2``, starting from ``p0``, with a
+    The algorithm (:mod:`adamsci.kernels._fitloop`) is Adam on ``chi2`` in
+    scaled coordinates (``x_scale``), starting from ``p0``, with a
     reduce-on-overshoot learning rate and a momentum restart, returning the
     lowest-``chi2`` point visited. A fit has converged when on two
     consecutive steps ``|chi2 - chi2_prev| <= tol chi2`` and ``|p_j -
-    p_prev_j| <= tol (|p_j| + s_j)``.
+    p_prev_j| <= tol (|p_j| + s_j)``. Strongly correlated models converge
+    slowly: ``double_exponential`` typically needs a few thousand steps
+    (raise ``maxiter``; check ``status``).
 
     ``params_err`` and ``covariance`` follow ``scipy.optimize.curve_fit``:
     ``(J^T W J)^-1`` from the analytic (or finite-difference) Jacobian at the
@@ -404,7 +419,7 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
                                    x_scale, dtype)
     n_fits = info["n_fits"]
     code, lr0, sa, sb, sflag = sched
-    hyper = (info["jac_scale"], method_code, int(code), float(lr0),
+    hyper = (info["scale_mode"], method_code, int(code), float(lr0),
              float(sa), float(sb), bool(sflag), lr_decay, beta1, beta2, eps,
              maxiter, tol, bool(absolute_sigma))
     on_main = threading.current_thread() is threading.main_thread()
@@ -428,7 +443,7 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         out = cuda_batch.run(model, arrays, hyper, threads_per_block)
     options = dict(learning_rate=lr_desc, beta1=beta1, beta2=beta2, eps=eps,
                    lr_decay=lr_decay,
-                   x_scale="jac" if info["jac_scale"] else "given",
+                   x_scale=info["x_scale"],
                    p0="guess" if info["guessed"] else "given")
     attrs = dict(
         model=model.name, method=method, target=target, maxiter=maxiter,

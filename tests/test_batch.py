@@ -71,6 +71,20 @@ def test_default_tolerance_is_accurate(problem):
     assert (ds.nit.values < 200).all()
 
 
+def test_x_scale_modes(problem):
+    x, y, _ = problem
+    ref = fit_batch(models.gaussian, x, y, tol=1e-10, maxiter=5000)
+    assert ref.attrs["options"].count('"x_scale": "whiten"') == 1
+    for xs in ("jac", [1.0, 0.1, 0.1, 0.1], np.full((y.shape[0], 4), 0.5)):
+        ds = fit_batch(models.gaussian, x, y, tol=1e-10, maxiter=5000,
+                       x_scale=xs)
+        assert (ds.status.values == 0).all()
+        np.testing.assert_allclose(ds.params.values, ref.params.values,
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="x_scale must be one of"):
+        fit_batch(models.gaussian, x, y, x_scale="auto")
+
+
 def test_sigma_and_absolute_sigma(problem):
     x, y, _ = problem
     sigma = np.linspace(0.01, 0.05, x.size)

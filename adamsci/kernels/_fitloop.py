@@ -33,18 +33,25 @@ The algorithm of one fit
 1. ``n_valid`` = points with weight > 0; fewer than one point or than
    ``n_params`` points: status 3 or 4, NaN results, no iteration.
 2. ``chi2``, its gradient and ``J^T W J`` at ``p0``. The parameter scales
-   ``s_j`` are ``XS`` (``x_scale``) or, for ``x_scale="jac"``,
-   ``s_j = sqrt(chi2(p0) / (J^T W J)_jj)``: the change of ``p_j`` that alone
-   would move the model by the whole initial misfit.
-3. Adam (or AdaMax) in the scaled coordinates ``u_j = p_j / s_j``: the rule
-   is called with the gradient ``g_j s_j / c`` (``c`` the largest
-   ``|g_j s_j|`` at ``p0``, so the first gradient has magnitude 1 and
-   ``eps`` keeps a fixed meaning) and the step size ``lr_t s_j``. ``lr_t`` is
-   the learning-rate schedule times a per-fit factor that is multiplied by
-   ``lr_decay`` whenever ``chi2`` rises; the first moment ``m`` is then reset
-   to zero (a momentum restart: without it the momentum keeps pushing uphill
-   for several steps, each cutting the learning rate again). Parameters are
-   clipped into their bounds after each step.
+   ``s_j`` are ``XS`` (``x_scale`` given) or ``s_j = sqrt(chi2(p0) /
+   (J^T W J)_jj)``: the change of ``p_j`` that alone would move the model by
+   the whole initial misfit.
+3. ``scale_mode`` 0 or 1 (``x_scale`` given, or "jac"): Adam (or AdaMax) in
+   the coordinates ``u_j = p_j / s_j``; the rule is called with the gradient
+   ``g_j s_j / c`` (``c`` the largest ``|g_j s_j|`` at ``p0``, so the first
+   gradient has magnitude 1 and ``eps`` keeps a fixed meaning) and the step
+   size ``lr_t s_j``. ``scale_mode`` 2 ("whiten"): Adam in ``u = L^T p /
+   sqrt(chi2(p0))`` with ``J^T W J = L L^T`` at ``p0``, in which the
+   parameters start decorrelated: the gradient is ``sqrt(chi2(p0)) L^-1 g``
+   (over ``c``), the rule steps ``u`` from 0, and the step is mapped back by
+   ``sqrt(chi2(p0)) L^-T``. ``lr_t`` is the learning-rate schedule times a
+   per-fit factor multiplied by ``lr_decay`` whenever ``chi2`` rises; the
+   first moment ``m`` is then reset to zero (a momentum restart: without it
+   the momentum keeps pushing uphill for several steps, each cutting the
+   learning rate again). Parameters are clipped into their bounds after each
+   step; clipping is a projection only in per-parameter coordinates, so a
+   whitened fit whose step gets clipped continues with "jac" scaling (Adam's
+   state and bias corrections restarted).
 4. A step to a non-finite ``chi2`` or gradient is undone and the factor cut by
    ``lr_decay``; after ``_MAXBAD`` such steps in a row the fit stops with
    status 2.
@@ -149,15 +156,14 @@ def grad_bad(g):
     return False
 
 
-def invert_spd(A, n):
-    """Invert the symmetric positive definite ``n x n`` matrix ``A`` (flat,
-    row-major) in place: Cholesky, then ``L^-T L^-1``. Returns False, ``A``
-    undefined, when a pivot is not positive (singular or indefinite)."""
+def cholesky(A, n):
+    """``A = L L^T`` in place (``L`` in the lower triangle of the flat,
+    row-major ``n x n`` ``A``). False when a pivot is not positive (a
+    singular or indefinite matrix)."""
     big = 0.0
     for j in range(n):
         big = max(big, abs(A[j * n + j]))
     tiny = big * 1e-14
-    # A = L L^T, L stored in the lower triangle
     for j in range(n):
         d = A[j * n + j]
         for k in range(j):
@@ -171,6 +177,15 @@ def invert_spd(A, n):
             for k in range(j):
                 t -= A[r * n + k] * A[j * n + k]
             A[r * n + j] = t / d
+    return True
+
+
+def invert_spd(A, n):
+    """Invert the symmetric positive definite ``n x n`` matrix ``A`` (flat,
+    row-major) in place: Cholesky, then ``L^-T L^-1``. Returns False, ``A``
+    undefined, when a pivot is not positive (singular or indefinite)."""
+    if not cholesky(A, n):
+        return False
     # L^-1 in place (lower triangle)
     for j in range(n):
         A[j * n + j] = 1.0 / A[j * n + j]
@@ -192,9 +207,31 @@ def invert_spd(A, n):
     return True
 
 
+def whiten_grad(L, g, out, root0):
+    """``out = root0 * L^-1 g``: the gradient in ``u = L^T p / root0``."""
+    for j in range(_NP):    # noqa: F821
+        t = g[j]
+        for k in range(j):
+            t -= L[j * _NP + k] * out[k]    # noqa: F821
+        out[j] = t / L[j * _NP + j]    # noqa: F821
+    for j in range(_NP):    # noqa: F821
+        out[j] *= root0
+
+
+def unwhiten_step(L, du, root0):
+    """``du <- root0 * L^-T du`` in place: a step in ``u`` as one in ``p``."""
+    for j in range(_NP - 1, -1, -1):    # noqa: F821
+        t = du[j]
+        for k in range(j + 1, _NP):    # noqa: F821
+            t -= L[k * _NP + j] * du[k]    # noqa: F821
+        du[j] = t / L[j * _NP + j]    # noqa: F821
+    for j in range(_NP):    # noqa: F821
+        du[j] *= root0
+
+
 def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
     """Fit number ``i``; results into row ``i`` of ``P, COV, CHI2, NIT,
-    STATUS``. ``hyper`` is the tuple ``(jac_scale, method, sched_code, lr,
+    STATUS``. ``hyper`` is the tuple ``(scale_mode, method, sched_code, lr,
     sched_a, sched_b, sched_flag, lr_decay, beta1, beta2, eps, maxiter, tol,
     absolute_sigma)``.
 
@@ -210,7 +247,8 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
     s = _work(_NP, _F8)    # noqa: F821
     out = _work(_NP, _F8)    # noqa: F821
     A = _work(_NP2, _F8)    # noqa: F821
-    (jac_scale, method, sched_code, lr, sched_a, sched_b, sched_flag,
+    L = _work(_NP2, _F8)    # noqa: F821
+    (scale_mode, method, sched_code, lr, sched_a, sched_b, sched_flag,
      lr_decay, beta1, beta2, eps, maxiter, tol, absolute_sigma) = hyper
     ix = i if X.shape[0] > 1 else 0
     iw = i if W.shape[0] > 1 else 0
@@ -250,7 +288,11 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
     status = MAXITER
     t = 0
     chi2_0 = 0.0
+    root0 = 0.0
+    whiten = False
     c = 1.0
+    c_diag = 1.0
+    tb = 0                    # steps since Adam's state was last reset
     best = 0.0
     chi2_prev = 0.0
     factor = 1.0
@@ -275,9 +317,10 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
                 stage = FINAL
                 continue
             chi2_0 = chi2
+            root0 = math.sqrt(chi2)
             c = 0.0
             for j in range(_NP):    # noqa: F821
-                if jac_scale:
+                if scale_mode >= 1:
                     d = A[j * _NP + j]    # noqa: F821
                     sj = math.sqrt(chi2 / d) if d > 0.0 else 0.0
                     if _is_bad(sj) or not sj > 0.0:    # noqa: F821
@@ -288,6 +331,20 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
                 c = max(c, abs(g[j] * sj))
             if not c > 0.0:
                 c = 1.0
+            c_diag = c
+            whiten = False
+            if scale_mode == 2 and root0 > 0.0:
+                # u = L^T p / sqrt(chi2(p0)), J^T W J = L L^T at p0
+                for j in range(_NP2):    # noqa: F821
+                    L[j] = A[j]
+                whiten = cholesky(L, _NP)    # noqa: F821
+                if whiten:
+                    whiten_grad(L, g, out, root0)
+                    c = 0.0
+                    for j in range(_NP):    # noqa: F821
+                        c = max(c, abs(out[j]))
+                    if not c > 0.0:
+                        c = 1.0
             best = chi2
             chi2_prev = chi2
         elif stage == STEP:
@@ -339,29 +396,61 @@ def fit_one(i, X, Y, W, P0, LO, HI, XS, hyper, P, COV, CHI2, NIT, STATUS):
             continue
         # one Adam (AdaMax) step in the scaled coordinates
         t += 1
+        tb += 1
         lr_t = _sched(sched_code, lr, sched_a, sched_b, sched_flag,    # noqa
                       t) * factor
         step_size, inv_sqrt_bc2 = _adam_coefficients(    # noqa: F821
-            t, lr_t, beta1, beta2, True)
+            tb, lr_t, beta1, beta2, True)
         ib2 = _T(inv_sqrt_bc2)    # noqa: F821
+        if whiten:
+            # Adam on u (the rule steps from u = 0), mapped back to p
+            whiten_grad(L, g, out, root0)
+            for j in range(_NP):    # noqa: F821
+                pold[j] = p[j]
+                gj = _T(out[j] / c)    # noqa: F821
+                ss = _T(step_size)    # noqa: F821
+                if method == 1:
+                    du, m[j], v[j] = _adamax(    # noqa: F821
+                        zero, gj, m[j], v[j], ss, b1, c1, b2, e, zero, False)
+                else:
+                    du, m[j], v[j], vmax = _adam(    # noqa: F821
+                        zero, gj, m[j], v[j], v[j], ss, ib2, b1, c1, b2, c2,
+                        e, zero, one, False, False, False)
+                out[j] = du
+            unwhiten_step(L, out, root0)
+        clipped = False
         for j in range(_NP):    # noqa: F821
-            pold[j] = p[j]
-            gj = _T(g[j] * s[j] / c)    # noqa: F821
-            ss = _T(step_size * s[j])    # noqa: F821
-            if method == 1:
-                pj, m[j], v[j] = _adamax(    # noqa: F821
-                    p[j], gj, m[j], v[j], ss, b1, c1, b2, e, zero, False)
+            if whiten:
+                pj = pold[j] + out[j]
             else:
-                pj, m[j], v[j], vmax = _adam(    # noqa: F821
-                    p[j], gj, m[j], v[j], v[j], ss, ib2, b1, c1, b2, c2, e,
-                    zero, one, False, False, False)
+                pold[j] = p[j]
+                gj = _T(g[j] * s[j] / c)    # noqa: F821
+                ss = _T(step_size * s[j])    # noqa: F821
+                if method == 1:
+                    pj, m[j], v[j] = _adamax(    # noqa: F821
+                        p[j], gj, m[j], v[j], ss, b1, c1, b2, e, zero, False)
+                else:
+                    pj, m[j], v[j], vmax = _adam(    # noqa: F821
+                        p[j], gj, m[j], v[j], v[j], ss, ib2, b1, c1, b2, c2,
+                        e, zero, one, False, False, False)
             lo = LO[ib, j]
             hi = HI[ib, j]
             if pj < lo:
                 pj = lo
+                clipped = True
             if pj > hi:
                 pj = hi
+                clipped = True
             p[j] = pj
+        if whiten and clipped:
+            # A bound is active: clipping is a projection only in the
+            # per-parameter coordinates. Continue there, Adam restarted.
+            whiten = False
+            c = c_diag
+            tb = 0
+            for j in range(_NP):    # noqa: F821
+                m[j] = 0.0
+                v[j] = 0.0
     for j in range(_NP):    # noqa: F821
         P[i, j] = p[j]
     CHI2[i] = chi2

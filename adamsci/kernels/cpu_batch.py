@@ -155,7 +155,11 @@ def _namespace(model, tag, T, npt):
                                                f"grad_bad_{tag}", ns))
     ns["chi2_pass"] = deep(_fitloop.specialize(_fitloop.chi2_pass,
                                                f"chi2_pass_{tag}", ns))
-    ns["invert_spd"] = _call(_fitloop.invert_spd)
+    for name in ("cholesky", "whiten_grad", "unwhiten_step"):
+        ns[name] = _call(_fitloop.specialize(getattr(_fitloop, name),
+                                             f"{name}_{tag}", ns))
+    ns["invert_spd"] = _call(_fitloop.specialize(_fitloop.invert_spd,
+                                                 f"invert_spd_{tag}", ns))
     return ns
 
 

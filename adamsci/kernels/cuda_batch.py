@@ -122,7 +122,11 @@ def get_kernel(model):
             for name in ("chi2_pass", "grad_bad"):
                 ns[name] = dev(_fitloop.specialize(
                     getattr(_fitloop, name), f"{name}_{tag}", ns))
-            ns["invert_spd"] = dev(_fitloop.invert_spd)
+            for name in ("cholesky", "whiten_grad", "unwhiten_step"):
+                ns[name] = dev(_fitloop.specialize(
+                    getattr(_fitloop, name), f"{name}_{tag}", ns))
+            ns["invert_spd"] = dev(_fitloop.specialize(
+                _fitloop.invert_spd, f"invert_spd_{tag}", ns))
             fit_one = dev(_fitloop.specialize(_fitloop.fit_one,
                                               f"fit_one_{tag}", ns))
             f = _fitloop.specialize(fit_batch_kernel, f"fit_batch_{tag}",
