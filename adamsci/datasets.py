@@ -46,6 +46,28 @@ def _rational_cubic(x, b1, b2, b3, b4, b5, b6, b7):
             / (1 + b5 * x + b6 * x ** 2 + b7 * x ** 3))
 
 
+def _exp_sum_jac(x, b1, b2, b3, b4, b5, b6):
+    e2, e4, e6 = np.exp(-b2 * x), np.exp(-b4 * x), np.exp(-b6 * x)
+    return np.stack([e2, -b1 * x * e2, e4, -b3 * x * e4, e6, -b5 * x * e6],
+                    axis=-1)
+
+
+def _gauss_jac(x, b1, b2, b3, b4, b5, b6, b7, b8):
+    e1 = np.exp(-b2 * x)
+    e2 = np.exp(-(x - b4) ** 2 / b5 ** 2)
+    e3 = np.exp(-(x - b7) ** 2 / b8 ** 2)
+    return np.stack([e1, -b1 * x * e1,
+                     e2, b3 * e2 * 2 * (x - b4) / b5 ** 2,
+                     b3 * e2 * 2 * (x - b4) ** 2 / b5 ** 3,
+                     e3, b6 * e3 * 2 * (x - b7) / b8 ** 2,
+                     b6 * e3 * 2 * (x - b7) ** 2 / b8 ** 3], axis=-1)
+
+
+# analytic Jacobians where they are cheaper than complex steps
+_JACS = {"Lanczos1": _exp_sum_jac, "Lanczos2": _exp_sum_jac,
+         "Lanczos3": _exp_sum_jac, "Gauss1": _gauss_jac,
+         "Gauss2": _gauss_jac, "Gauss3": _gauss_jac}
+
 # model functions f(x, *b), written from the formulas in the .dat files
 _MODELS = {
     "Misra1a": lambda x, b1, b2: b1 * (1 - np.exp(-b2 * x)),
@@ -104,7 +126,8 @@ model : callable
     convention).
 jac : callable
     ``jac(x, *b) -> (M, N)`` Jacobian of the model with respect to ``b``,
-    exact to rounding (complex-step differentiation).
+    exact to rounding (analytic for the Gauss and Lanczos problems,
+    complex-step differentiation for the others).
 start1, start2 : ndarray, shape (N,)
     NIST's starting points (Start 1 far, Start 2 closer).
 certified, certified_sd : ndarray, shape (N,)
@@ -220,6 +243,6 @@ def nist_strd(name, path=None):
     model = _MODELS[key]
     return NistProblem(
         name=key, difficulty=_ALL[key], x=x, y=y, model=model,
-        jac=_complex_step_jac(model), start1=params[:, 0].copy(),
+        jac=_JACS.get(key) or _complex_step_jac(model), start1=params[:, 0].copy(),
         start2=params[:, 1].copy(), certified=params[:, 2].copy(),
         certified_sd=params[:, 3].copy(), rss=rss, formula=formula)
