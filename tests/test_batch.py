@@ -210,7 +210,7 @@ def test_bad_input_messages(problem):
         fit_batch(models.gaussian, x, y, np.ones((3, 4)))
     with pytest.raises(ValueError, match="p0 must be finite"):
         fit_batch(models.gaussian, x, y, [1.0, np.nan, 1.0, 0.0])
-    with pytest.raises(ValueError, match="sigma must be a scalar or have shape"):
+    with pytest.raises(ValueError, match="sigma must be a scalar or have"):
         fit_batch(models.gaussian, x, y, sigma=np.ones(3))
     with pytest.raises(ValueError, match="sigma must be > 0"):
         fit_batch(models.gaussian, x, y, sigma=np.zeros(x.size))
