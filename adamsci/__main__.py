@@ -60,10 +60,11 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from . import demo
-        return demo.main(points=args.points, batch_size=args.batch_size,
+        demo.main(points=args.points, batch_size=args.batch_size,
                          epochs=args.epochs, seed=args.seed, out=args.out,
                          progress=not args.no_progress,
                          plot=not args.no_plot)
+        return 0
     suites = [args.suite] if args.suite != "all" else sorted(SUITES)
     if args.target == "cuda":
         suites = ["cuda"]
