@@ -536,11 +536,18 @@ def _with_kind(kind, name):
     return njit(**JIT)(f)
 
 
+_FTYPES = {}
+
+
 def _function_type(fun, argtypes):
     """The first-class function type of a jitted ``fun`` for ``argtypes``."""
-    fun.compile(argtypes)
-    ret = fun.overloads[argtypes].signature.return_type
-    return types.FunctionType(ret(*argtypes))
+    key = (fun, argtypes)
+    ftype = _FTYPES.get(key)
+    if ftype is None:
+        fun.compile(argtypes)
+        ret = fun.overloads[argtypes].signature.return_type
+        ftype = _FTYPES[key] = types.FunctionType(ret(*argtypes))
+    return ftype
 
 
 _ENTRIES = {}
@@ -569,18 +576,21 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     after a step (and the first one unless resumed) appends a row when it is
     due; a full ``B`` is replaced by a larger copy, returned as ``B``.
     """
-    argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
-    ftype = _function_type(fun, argtypes)
-    jtype = types.none if jac is None else _function_type(jac, argtypes)
-    gtype = typeof(np.empty(0, y.dtype))
-    itype = _function_type(iterate, (typeof(x), typeof(y), gtype, types.float64,
-                                     typeof(S), typeof(fp), typeof(ip),
-                                     typeof(W)))
-    sig = (ftype, jtype, itype, typeof(args), typeof(x), typeof(y), typeof(S),
-           typeof(fp), typeof(ip), typeof(W), typeof(B), typeof(meta))
-    key = (kind, sig)
+    # the loop's signature depends only on these (all arrays are C-contiguous
+    # and 1-D or 2-D as allocated by adamsci.minimize)
+    key = (kind, fun, jac, y.dtype.char, typeof(args) if args else ())
     entry = _ENTRIES.get(key)
     if entry is None:
+        argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
+        ftype = _function_type(fun, argtypes)
+        jtype = types.none if jac is None else _function_type(jac, argtypes)
+        gtype = typeof(np.empty(0, y.dtype))
+        itype = _function_type(iterate, (typeof(x), typeof(y), gtype,
+                                         types.float64, typeof(S), typeof(fp),
+                                         typeof(ip), typeof(W)))
+        sig = (ftype, jtype, itype, typeof(args), typeof(x), typeof(y),
+               typeof(S), typeof(fp), typeof(ip), typeof(W), typeof(B),
+               typeof(meta))
         dispatcher = _RUNS[kind]
         dispatcher.compile(sig)
         entry = _ENTRIES[key] = dispatcher.overloads[sig].entry_point
@@ -615,7 +625,7 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     # counters and running products live in local variables and are
     # written back before recording and at the end.
     n = y.size
-    gc = np.empty(n, y.dtype)
+    gc = W[GY]           # the gradient, cast to the parameters' dtype
     record = meta.size > 0
     due = record and meta[_record.FIRST] != 0
     r0, r1, r2, r3 = ip[ROW0], ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3]
@@ -637,8 +647,17 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
         if len(g) != n:
             status = BADGRAD
             break
+        # copy (cast), finiteness and largest component in one pass
+        bad = not (ff - ff == 0.0)
+        gn = 0.0
         for i in range(n):
             gc[i] = g[i]
+            gi = gc[i]
+            if not (gi - gi == 0.0):
+                bad = True
+            a = abs(gi)
+            if a > gn:
+                gn = a
         if due:
             ip[NIT] = nit
             ip[STEP] = t
@@ -646,20 +665,10 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
             fp[STEPNORM] = dn
             if _record.record_row(B, meta, x, gc, ff, fp, ip, S, np.nan):
                 B = _record.grow(B)
-        bad = not (ff - ff == 0.0)
-        if not bad:
-            for i in range(n):
-                if not (gc[i] - gc[i] == 0.0):
-                    bad = True
-                    break
         if bad:
             status = NONFINITE
             break
-        gnorm = 0.0
-        for i in range(n):
-            a = abs(gc[i])
-            if a > gnorm:
-                gnorm = a
+        gnorm = gn
         if gnorm <= gtol:
             status = GTOL
             break
@@ -673,8 +682,6 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
             lr = _evaluate_schedule(code, slr, sa, sb, sflag, t + 1)
         else:
             lr = lr0
-        for i in range(n):
-            W[GY, i] = gc[i]
         if want_step:
             for i in range(n):
                 W[YPREV, i] = y[i]
@@ -700,7 +707,7 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     fp[LR_USED] = lr
     fp[STEPNORM] = dn
     fp[GNORM] = gnorm
-    return status, ff, gc, B
+    return status, ff, gc.copy(), B
 
 
 #: The compiled loop of each optimizer kind (module-level dispatchers).
