@@ -18,26 +18,19 @@ The functions use only scalar arithmetic, ``math`` functions, indexing and
 Built-in models (``Model`` instances; each has ``param_names``, an analytic
 gradient and a vectorised ``guess(xdata, ydata)`` of starting values):
 
-=======================  ====================================================
-model                    formula
-=======================  ====================================================
-``gaussian``             ``amplitude * exp(-(x - center)**2 / (2 sigma**2))
-                         + offset``
-``gaussian2d``           ``amplitude * exp(-((x - center_x)**2 + (y -
-                         center_y)**2) / (2 sigma**2)) + offset`` (Gpufit's
-                         ``GAUSS_2D``; ``x`` is a point ``(x, y)``, see
-                         :func:`pixel_grid`)
-``lorentzian``           ``amplitude / (1 + ((x - center) / gamma)**2) +
-                         offset`` (``gamma`` = half width at half maximum)
-``exponential``          ``amplitude * exp(-x / tau) + offset``
-``double_exponential``   ``amplitude1 * exp(-x / tau1) + amplitude2 *
-                         exp(-x / tau2) + offset``
-``logistic``             ``amplitude / (1 + exp(-(x - center) / width)) +
-                         offset``
-``power_law``            ``amplitude * x**exponent`` (``x > 0``)
-``polynomial(degree)``   ``c0 + c1 x + ... + c_degree x**degree``
-``linear``               ``slope * x + intercept``
-=======================  ====================================================
+* ``gaussian``: ``amplitude * exp(-(x - center)**2 / (2 sigma**2)) + offset``
+* ``gaussian2d``: ``amplitude * exp(-((x - center_x)**2 + (y - center_y)**2)
+  / (2 sigma**2)) + offset`` (Gpufit's ``GAUSS_2D``; ``x`` is a point
+  ``(x, y)``, see :func:`pixel_grid`)
+* ``lorentzian``: ``amplitude / (1 + ((x - center) / gamma)**2) + offset``
+  (``gamma`` = half width at half maximum)
+* ``exponential``: ``amplitude * exp(-x / tau) + offset``
+* ``double_exponential``: ``amplitude1 * exp(-x / tau1) + amplitude2 *
+  exp(-x / tau2) + offset``
+* ``logistic``: ``amplitude / (1 + exp(-(x - center) / width)) + offset``
+* ``power_law``: ``amplitude * x**exponent`` (``x > 0``)
+* ``polynomial(degree)``: ``c0 + c1 x + ... + c_degree x**degree``
+* ``linear``: ``slope * x + intercept``
 
 User models
 -----------
@@ -671,7 +664,7 @@ _POLYNOMIALS = {}
 
 
 def polynomial(degree):
-    """The polynomial ``c0 + c1 x + ... + c_degree x**degree``.
+    """A polynomial of the given degree, ``c0 + c1 x + c2 x**2 + ...``
 
     Parameters
     ----------
