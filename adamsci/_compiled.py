@@ -311,6 +311,39 @@ def _step(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
 _STEPS = (_step_adam, _step_adamax, _step_sgd, _step_adagrad, _step_rmsprop,
           _step_adadelta)
 
+# The same steps as separately compiled (and cached) functions, for iterate():
+# one call per step costs nothing next to the Python loop's overhead, and
+# compiling six small functions is much quicker than inlining six steps.
+def _renamed(py_func, name, **extra_globals):
+    """A copy of ``py_func`` named ``name`` (Numba caches by name)."""
+    f = pytypes.FunctionType(py_func.__code__,
+                             dict(py_func.__globals__, **extra_globals), name,
+                             py_func.__defaults__, py_func.__closure__)
+    f.__qualname__ = name
+    f.__module__ = __name__
+    f.__doc__ = py_func.__doc__
+    return f
+
+
+_step_adam_f, _step_adamax_f, _step_sgd_f, _step_adagrad_f, \
+    _step_rmsprop_f, _step_adadelta_f = (
+        njit(**JIT)(_renamed(f.py_func, f.__name__ + "_f")) for f in _STEPS)
+
+
+@njit(**JIT)
+def _step_any(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    if kind == ADAM:
+        return _step_adam_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    elif kind == ADAMAX:
+        return _step_adamax_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    elif kind == SGD:
+        return _step_sgd_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    elif kind == ADAGRAD:
+        return _step_adagrad_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    elif kind == RMSPROP:
+        return _step_rmsprop_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    return _step_adadelta_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+
 
 @overload(_step, inline="always", jit_options=dict(JIT))
 def _step_overload(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
@@ -346,8 +379,9 @@ def _hyper(fp):
 def _update(y, W, S, fp, ip, lr):
     """One optimizer step on ``y`` with the gradient in ``W[GY]`` (y units)."""
     t = ip[STEP] + 1
-    b1t, b2t = _step(ip[KIND], y, W, S, _hyper(fp), ip[ROW0], ip[ROW0 + 1],
-                     ip[ROW0 + 2], ip[ROW0 + 3], lr, t, fp[B1T], fp[B2T])
+    b1t, b2t = _step_any(ip[KIND], y, W, S, _hyper(fp), ip[ROW0],
+                         ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3], lr, t,
+                         fp[B1T], fp[B2T])
     fp[B1T] = b1t
     fp[B2T] = b2t
     ip[STEP] = t
@@ -528,12 +562,7 @@ def _run_template(fun, jac, it, args, x, y, S, fp, ip, W, B, meta):
 
 
 def _with_kind(kind, name):
-    f = pytypes.FunctionType(_run_template.__code__,
-                             dict(_run_template.__globals__, _KIND=kind),
-                             name)
-    f.__qualname__ = name
-    f.__module__ = __name__
-    return njit(**JIT)(f)
+    return njit(**JIT)(_renamed(_run_template, name, _KIND=kind))
 
 
 _FTYPES = {}

@@ -129,7 +129,8 @@ class _LeastSquares:
             from scipy.optimize._numdiff import approx_derivative
 
             def fm(q):
-                return np.asarray(self.f(x, *q), dtype=float).reshape(-1)
+                # complex steps ("cs") need the model's complex values
+                return np.asarray(self.f(x, *q)).reshape(-1)
             J = approx_derivative(fm, p, method=jac or "2-point",
                                   f0=model.reshape(-1))
             J = J.reshape(y.size, self.n)
