@@ -25,7 +25,7 @@ _LAZY = {
     "fit_batch": "batch",
 }
 _SUBMODULES = ("schedules", "optimizers", "minimize", "objectives", "fitting",
-               "batch", "models", "history", "plot", "kernels")
+               "batch", "models", "history", "plot", "kernels", "datasets")
 
 __all__ = sorted(_LAZY) + ["schedules", "__version__"]
 

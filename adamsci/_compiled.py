@@ -607,7 +607,7 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     """
     # the loop's signature depends only on these (all arrays are C-contiguous
     # and 1-D or 2-D as allocated by adamsci.minimize)
-    key = (kind, fun, jac, y.dtype.char, typeof(args) if args else ())
+    key = (kind, fun, jac, y.dtype.char, B.ndim, typeof(args) if args else ())
     entry = _ENTRIES.get(key)
     if entry is None:
         argtypes = (typeof(x),) + tuple(typeof(a) for a in args)

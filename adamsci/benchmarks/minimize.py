@@ -1,0 +1,202 @@
+"""Benchmark of the minimize loop: 2-D Rosenbrock, Adam, from (-1.2, 1).
+
+Rows, all measured side by side in one process (best of a few repeats;
+timings on a shared machine are noisy, the ratios are what to read):
+
+* ``adamsci compiled``: ``adamsci.adam`` with a Numba ``@njit`` objective
+  (the whole loop in Numba), per step, the call's fixed cost included;
+* ``  loop only``: the same per step, the fixed cost of the call removed
+  (difference of two run lengths);
+* ``  gradient as a tuple``: the objective returns its gradient as a tuple,
+  so that it allocates nothing (a new array costs about as much as the
+  rest of the step);
+* ``hand-written numba``: an Adam loop written out by hand in one ``@njit``
+  function (the floor: no checks, no options);
+* ``adamsci Python loop``: ``adamsci.adam`` with a Python objective;
+* ``NumPy loop``: Adam written with NumPy array operations in a Python loop;
+* ``torch``: ``torch.optim.Adam`` on a 2-element tensor (when importable);
+* ``Python-loop overhead``: ``adamsci.adam``'s own time per iteration with a
+  trivial objective (its call time subtracted).
+
+Targets (issue 3): compiled <= 0.04 us/step; Python-loop overhead <= 3 us.
+
+Run with ``python -m adamsci bench --suite minimize`` or
+``adamsci.benchmarks.minimize.run()``.
+"""
+import math
+import time
+
+import numpy as np
+from numba import njit
+
+STEPS = 20_000
+LR = 0.02
+X0 = (-1.2, 1.0)
+
+
+@njit(cache=True)
+def rosen_fg(x):
+    """2-D Rosenbrock: value and gradient (a new gradient array)."""
+    a = 1.0 - x[0]
+    b = x[1] - x[0] * x[0]
+    g = np.empty(2)
+    g[0] = -2.0 * a - 400.0 * x[0] * b
+    g[1] = 200.0 * b
+    return a * a + 100.0 * b * b, g
+
+
+def rosen_fg_py(x):
+    a = 1.0 - x[0]
+    b = x[1] - x[0] * x[0]
+    return a * a + 100.0 * b * b, np.array([-2.0 * a - 400.0 * x[0] * b,
+                                            200.0 * b])
+
+
+@njit(cache=True)
+def rosen_fg_tuple(x):
+    """The same, with the gradient as a tuple (no allocation per call)."""
+    a = 1.0 - x[0]
+    b = x[1] - x[0] * x[0]
+    return a * a + 100.0 * b * b, (-2.0 * a - 400.0 * x[0] * b, 200.0 * b)
+
+
+@njit(cache=True, error_model="numpy")
+def _hand_adam(x, n, lr, beta1, beta2, eps):
+    m0 = m1 = v0 = v1 = 0.0
+    p1 = p2 = 1.0
+    for _ in range(n):
+        a = 1.0 - x[0]
+        b = x[1] - x[0] * x[0]
+        g0 = -2.0 * a - 400.0 * x[0] * b
+        g1 = 200.0 * b
+        p1 *= beta1
+        p2 *= beta2
+        m0 = beta1 * m0 + (1 - beta1) * g0
+        m1 = beta1 * m1 + (1 - beta1) * g1
+        v0 = beta2 * v0 + (1 - beta2) * g0 * g0
+        v1 = beta2 * v1 + (1 - beta2) * g1 * g1
+        step = lr / (1 - p1)
+        c = 1 / math.sqrt(1 - p2)
+        x[0] -= step * m0 / (math.sqrt(v0) * c + eps)
+        x[1] -= step * m1 / (math.sqrt(v1) * c + eps)
+    return x
+
+
+def _numpy_adam(n, lr=LR, beta1=0.9, beta2=0.999, eps=1e-8):
+    x = np.array(X0)
+    m = np.zeros(2)
+    v = np.zeros(2)
+    for t in range(1, n + 1):
+        _, g = rosen_fg_py(x)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        x = x - lr / (1 - beta1 ** t) * m / (np.sqrt(v / (1 - beta2 ** t))
+                                             + eps)
+    return x
+
+
+def _torch_adam(n):
+    import torch
+    x = torch.tensor(X0, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=LR)
+    for _ in range(n):
+        opt.zero_grad()
+        f = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        f.backward()
+        opt.step()
+    return x.detach().numpy()
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    out = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def run(quick=False):
+    """Measure and return (and print) the table."""
+    import adamsci
+
+    steps = 2_000 if quick else STEPS
+    slow_steps = 500 if quick else 2_000
+    reps = 3 if quick else 7
+    x0 = np.array(X0)
+    opts = dict(jac=True, learning_rate=LR, gtol=0.0)
+    rows = []
+
+    # warm up every compiled path
+    adamsci.adam(rosen_fg, x0, maxiter=10, **opts)
+    adamsci.adam(rosen_fg_tuple, x0, maxiter=10, **opts)
+    adamsci.adam(rosen_fg_py, x0, maxiter=10, **opts)
+    _hand_adam(x0.copy(), 10, LR, 0.9, 0.999, 1e-8)
+
+    t_c, res_c = _best(lambda: adamsci.adam(rosen_fg, x0, maxiter=steps,
+                                            **opts), reps)
+    t_c10, _ = _best(lambda: adamsci.adam(rosen_fg, x0, maxiter=10 * steps,
+                                          **opts), max(2, reps // 2))
+    t_h, x_h = _best(lambda: _hand_adam(x0.copy(), steps, LR, 0.9, 0.999,
+                                        1e-8), reps)
+    t_u, _ = _best(lambda: adamsci.adam(rosen_fg_tuple, x0, maxiter=steps,
+                                        **opts), reps)
+    compiled = t_c / steps * 1e6
+    rows.append((f"adamsci compiled ({steps} steps, per call)", compiled))
+    rows.append(("  loop only (fixed cost removed)",
+                 (t_c10 - t_c) / (9 * steps) * 1e6))
+    rows.append(("  gradient as a tuple (no allocation)", t_u / steps * 1e6))
+    rows.append(("hand-written numba loop", t_h / steps * 1e6))
+
+    t_p, res_p = _best(lambda: adamsci.adam(rosen_fg_py, x0,
+                                            maxiter=slow_steps, **opts),
+                       max(2, reps // 2))
+    rows.append(("adamsci Python loop (Python objective)",
+                 t_p / slow_steps * 1e6))
+    t_n, x_n = _best(lambda: _numpy_adam(slow_steps), max(2, reps // 2))
+    rows.append(("NumPy loop", t_n / slow_steps * 1e6))
+    try:
+        import torch  # noqa: F401
+        torch_steps = max(200, slow_steps // 4)
+        t_t, _ = _best(lambda: _torch_adam(torch_steps), 2)
+        rows.append(("torch.optim.Adam", t_t / torch_steps * 1e6))
+    except ImportError:
+        rows.append(("torch.optim.Adam (not installed)", float("nan")))
+
+    # the Python loop's own overhead: a trivial objective
+    grad = np.array([1.0, -1.0])
+
+    def trivial(x):
+        return 0.0, grad
+    n_tr = 20_000 if quick else 100_000
+    adamsci.adam(trivial, x0, maxiter=10, **opts)
+    t_tr, _ = _best(lambda: adamsci.adam(trivial, x0, maxiter=n_tr, **opts),
+                    3)
+
+    def calls():
+        for _ in range(n_tr):
+            trivial(x0)
+    t_f, _ = _best(calls, 3)
+    rows.append(("Python-loop overhead per iteration",
+                 (t_tr - t_f) / n_tr * 1e6))
+
+    lines = [f"minimize benchmark: 2-D Rosenbrock, Adam lr={LR}, "
+             f"{steps} steps (Python/NumPy/torch rows: fewer steps)",
+             f"{'':40s} {'us/step':>10s} {'x compiled':>11s}"]
+    for name, us in rows:
+        ratio = us / compiled if compiled > 0 else float("nan")
+        lines.append(f"{name:40s} {us:10.4f} {ratio:11.2f}")
+    lines.append(f"targets: compiled <= 0.04 us/step; Python-loop overhead "
+                 f"<= 3 us/iteration")
+    same = np.array_equal(res_c.x, adamsci.adam(
+        rosen_fg, x0, maxiter=steps, compiled=False, **opts).x)
+    lines.append(f"x after {steps} steps: {res_c.x}; compiled == Python loop "
+                 f"(bitwise): {same}")
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    run()
