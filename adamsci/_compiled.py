@@ -2,8 +2,9 @@
 
 :func:`iterate` is everything the loop of :mod:`adamsci.minimize` does
 between two objective evaluations: the non-finite check, the convergence
-tests, the learning-rate schedule, the optimizer's kernel from
-:mod:`adamsci.kernels.cpu`, the projection onto the bounds and the step norm.
+tests, the learning-rate schedule, the optimizer's update (the scalar rules of
+:mod:`adamsci._rules`, applied as the kernels of :mod:`adamsci.kernels.cpu`
+apply them), the projection onto the bounds and the step norm.
 The Python loop calls it once per iteration (one dispatch of eight
 arguments, about 1 us); :func:`run` calls it from a loop compiled around a
 user's ``@njit`` objective. Both paths run the same compiled arithmetic, so
@@ -27,9 +28,12 @@ the Python side reads and writes it without another dispatch:
 The optimizer runs on ``y = x / scale``; the objective sees ``x``. Without
 ``x_scale`` the two are the same array.
 
-Calling a user's jitted function from :func:`run` compiles :func:`run` for
-that function; Numba does not cache such a specialisation across processes
-(the first call in each process compiles it, about a second).
+:func:`run` passes the user's jitted objective to the compiled loop as a
+first-class function (its type is its signature, not the function), so each
+optimizer's loop is compiled once per signature and dtype and cached on
+disk; a new objective with the same signature costs no compilation of the
+loop, only its own. The price is an indirect call per evaluation (the
+objective is not inlined into the loop).
 """
 import math
 import types as pytypes
