@@ -40,6 +40,7 @@ import types as pytypes
 
 import numpy as np
 from numba import njit, typeof, types
+from numba.core.errors import NumbaError
 from numba.extending import overload
 
 from . import _record
@@ -586,6 +587,36 @@ def _function_type(fun, argtypes):
 _ENTRIES = {}
 
 
+def _is_vector(t):
+    if isinstance(t, types.Array):
+        return t.ndim == 1 and isinstance(t.dtype, (types.Float,
+                                                    types.Integer))
+    return isinstance(t, types.BaseTuple) and all(
+        isinstance(e, (types.Float, types.Integer)) for e in t)
+
+
+def _check_returns(ftype, jtype):
+    """Refuse, before compiling, objectives the loop cannot take."""
+    ret = ftype.signature.return_type
+    number = (types.Float, types.Integer)
+    if jtype is types.none:
+        ok = (isinstance(ret, types.BaseTuple) and len(ret) == 2
+              and isinstance(ret[0], number) and _is_vector(ret[1]))
+        want = "(float, 1-D array or tuple of floats)"
+    else:
+        ok = isinstance(ret, number) and _is_vector(
+            jtype.signature.return_type)
+        want = "a float, and jac a 1-D array or tuple of floats"
+    if not ok:
+        raise CompileError(f"the objective returns {ret}; the compiled loop "
+                           f"needs {want}")
+
+
+class CompileError(RuntimeError):
+    """The compiled loop could not be compiled for these functions (nothing
+    was run; :mod:`adamsci.minimize` falls back to its Python loop)."""
+
+
 def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     """The whole loop in Numba: returns ``(status, f, g, B)`` at the final x.
 
@@ -611,12 +642,20 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     """
     # the loop's signature depends only on these (all arrays are C-contiguous
     # and 1-D or 2-D as allocated by adamsci.minimize)
+    try:
+        argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
+    except ValueError as e:          # an argument Numba cannot type
+        raise CompileError(str(e)) from e
     key = (kind, fun, jac, y.dtype.char, B.ndim, typeof(args) if args else ())
     entry = _ENTRIES.get(key)
     if entry is None:
-        argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
-        ftype = _function_type(fun, argtypes)
-        jtype = types.none if jac is None else _function_type(jac, argtypes)
+        try:
+            ftype = _function_type(fun, argtypes)
+            jtype = types.none if jac is None else _function_type(jac,
+                                                                  argtypes)
+        except NumbaError as e:
+            raise CompileError(str(e)) from e
+        _check_returns(ftype, jtype)
         gtype = typeof(np.empty(0, y.dtype))
         itype = _function_type(iterate, (typeof(x), typeof(y), gtype,
                                          types.float64, typeof(S), typeof(fp),
@@ -625,7 +664,10 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
                typeof(S), typeof(fp), typeof(ip), typeof(W), typeof(B),
                typeof(meta))
         dispatcher = _RUNS[kind]
-        dispatcher.compile(sig)
+        try:
+            dispatcher.compile(sig)
+        except NumbaError as e:
+            raise CompileError(str(e)) from e
         entry = _ENTRIES[key] = dispatcher.overloads[sig].entry_point
     return entry(fun, jac, iterate, args, x, y, S, fp, ip, W, B, meta)
 

@@ -562,16 +562,27 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
     if fpe > maxfev:
         raise ValueError(f"maxfev={maxfev} is less than one evaluation "
                          f"({fpe} objective calls)")
+    status = None
     if can_compile and compiled is not False:
         ip[C.NFEV] = fpe
         ip[C.NJEV] = 1
-        *out, rec_B = C.run(objective, jac_fun, args, run.x, run.y, run.S,
-                            fp, ip, run.W, *_history.buffers(session),
-                            int(ip[C.KIND]))
-        status, f, g = _checked(*out, n)
-        if session is not None:
-            session.rec.B = rec_B
-    else:
+        try:
+            *out, rec_B = C.run(objective, jac_fun, args, run.x, run.y,
+                                run.S, fp, ip, run.W,
+                                *_history.buffers(session), int(ip[C.KIND]))
+        except C.CompileError as e:
+            if compiled:
+                raise ValueError(f"compiled=True: the loop could not be "
+                                 f"compiled for this objective: {e}") from e
+            warnings.warn(f"the objective is a Numba function but the loop "
+                          f"could not be compiled around it; running the "
+                          f"Python loop ({str(e).splitlines()[0]})",
+                          OptimizeWarning, stacklevel=4)
+        else:
+            status, f, g = _checked(*out, n)
+            if session is not None:
+                session.rec.B = rec_B
+    if status is None:
         status, f, g = _python_loop(run, mode, objective, jac_fun, args,
                                     fd_method, box, call_back,
                                     _history.hooked(_hook, session),

@@ -650,3 +650,17 @@ def test_rosenbrock_from_scipy_start():
                       options={"learning_rate": 0.02, "maxiter": 20000})
     assert res.success
     np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
+
+
+@njit(cache=True)
+def _column_gradient(x):
+    return x @ x, (2 * x).reshape(-1, 1)     # a (n, 1) gradient
+
+
+def test_compiled_loop_falls_back_when_it_cannot_compile():
+    with pytest.warns(OptimizeWarning, match="Python loop"):
+        res = adamsci.adam(_column_gradient, np.ones(2), jac=True,
+                           learning_rate=0.1, maxiter=2000)
+    assert res.status == 0 and np.abs(res.x).max() < 1e-4
+    with pytest.raises(ValueError, match="compiled=True"):
+        adamsci.adam(_column_gradient, np.ones(2), jac=True, compiled=True)
