@@ -153,5 +153,10 @@ def ema(avg, p, decay, c_decay):
 
 
 def is_bad(g):
-    """True when ``g`` is NaN or +-inf: ``g - g`` is 0 only for finite ``g``."""
-    return not (g - g == 0.0)
+    """True when ``g`` is NaN or +-inf: ``g - g`` is NaN exactly then.
+
+    (No float literal: comparing with ``0.0`` would promote float32 to
+    float64 and halve the SIMD width of the check.)
+    """
+    d = g - g
+    return d != d

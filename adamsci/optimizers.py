@@ -32,10 +32,11 @@ __all__ = ["Optimizer", "Adam", "AdaMax", "SGD", "AdaGrad", "RMSProp",
            "AdaDelta"]
 
 #: Number of parameters from which a step runs the ``prange`` kernel (main
-#: thread only). Measured with ``python -m adamsci bench``: below ~1e5
-#: parameters the ~10 us cost of waking the thread pool exceeds the gain.
+#: thread only). Measured with ``python -m adamsci bench`` on 2 cores: the
+#: parallel kernel loses at 1e4 parameters (0.9x) and wins from about 2e4
+#: (1.3x at 3e4, 1.6x at 1e5). Override with ADAMSCI_PARALLEL_THRESHOLD.
 PARALLEL_THRESHOLD = int(os.environ.get("ADAMSCI_PARALLEL_THRESHOLD",
-                                        "131072"))
+                                        "32768"))
 _MAIN_THREAD = threading.main_thread()
 _NONFINITE = ("raise", "skip", "ignore")
 

@@ -73,6 +73,16 @@ def _count_bad(g):
 
 
 @njit(**JIT)
+def _any_bad(g):
+    """1 if ``g`` holds a NaN or inf, else 0: an OR-reduction, which LLVM
+    vectorises at full width (the exact count is taken only when it is 1)."""
+    bad = False
+    for i in range(g.size):
+        bad |= _is_bad(g[i])
+    return 1 if bad else 0
+
+
+@njit(**JIT)
 def count_nonfinite(g):
     """Number of NaN or infinite entries of the 1-D array ``g``."""
     return _count_bad(g)
@@ -112,9 +122,9 @@ def _adam_driver(p, g, m, v, vmax, avg, step, lr, beta1, beta2, eps,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     t = step[0] + 1
     step_size, inv_sqrt_bc2 = _adam_coefficients(t, lr, beta1, beta2,
                                                  bias_correction)
@@ -153,9 +163,9 @@ def _adamax_driver(p, g, m, u, avg, step, lr, beta1, beta2, eps, weight_decay,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     t = step[0] + 1
     step_size, _unused = _adam_coefficients(t, lr, beta1, beta2, True)
     T = p.dtype.type
@@ -191,9 +201,9 @@ def _sgd_driver(p, g, buf, step, lr, momentum, dampening, nesterov,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     first = step[0] == 0
     T = p.dtype.type
     for c in prange(nchunks):
@@ -223,9 +233,9 @@ def _adagrad_driver(p, g, s, step, lr, lr_decay, eps, weight_decay, maximize,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     t = step[0] + 1
     clr = lr / (1.0 + (t - 1) * lr_decay)
     T = p.dtype.type
@@ -264,9 +274,9 @@ def _rmsprop_driver(p, g, sq, gavg, buf, step, lr, alpha, eps, momentum,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     T = p.dtype.type
     for c in prange(nchunks):
         lo, hi = _chunk(n, nchunks, c)
@@ -298,9 +308,9 @@ def _adadelta_driver(p, g, sq, acc, step, lr, rho, eps, weight_decay,
         bad = 0
         for c in prange(nchunks):
             lo, hi = _chunk(n, nchunks, c)
-            bad += _count_bad(g[lo:hi])
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
+            return _count_bad(g)
     T = p.dtype.type
     for c in prange(nchunks):
         lo, hi = _chunk(n, nchunks, c)
