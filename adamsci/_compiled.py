@@ -45,7 +45,6 @@ from numba.extending import overload
 
 from . import _record
 from . import schedules as _schedules
-from . import _rules
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -117,15 +116,11 @@ NIP = 32
 LO, HI, SCALE, YPREV, GY = range(5)
 NW = 5
 
-_inline = njit(inline="always", error_model="numpy")
+# the rules, compiled once (in kernels.cpu) for every CPU loop
+from .kernels.cpu import (_inline, _adam, _adamax, _sgd, _adagrad,  # noqa: E402
+                          _rmsprop, _adadelta, _ema)
+
 _evaluate_schedule = _inline(_schedules.evaluate)
-_adam = _inline(_rules.adam)
-_adamax = _inline(_rules.adamax)
-_sgd = _inline(_rules.sgd)
-_adagrad = _inline(_rules.adagrad)
-_rmsprop = _inline(_rules.rmsprop)
-_adadelta = _inline(_rules.adadelta)
-_ema = _inline(_rules.ema)
 
 # The element loops below apply the rules of adamsci._rules exactly as the
 # kernels of adamsci.kernels.cpu do, but index the 2-D state S and work W

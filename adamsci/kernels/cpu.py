@@ -45,17 +45,19 @@ def _twins(py_func):
     keeps them apart (the cache index is keyed by name, not by flags).
     """
     name = py_func.__name__
+    return (njit(**JIT)(_renamed(py_func, name)),
+            njit(parallel=True, **JIT)(_renamed(py_func, name + "_parallel")))
 
-    def renamed(new_name):
-        f = types.FunctionType(py_func.__code__, py_func.__globals__, new_name,
-                               py_func.__defaults__, py_func.__closure__)
-        f.__qualname__ = new_name
-        f.__doc__ = py_func.__doc__
-        f.__module__ = py_func.__module__
-        return f
 
-    return (njit(**JIT)(renamed(name)),
-            njit(parallel=True, **JIT)(renamed(name + "_parallel")))
+def _renamed(py_func, name):
+    """A copy of ``py_func`` under another name (also the kernel's name in
+    profilers and in Numba's cache index)."""
+    f = types.FunctionType(py_func.__code__, py_func.__globals__, name,
+                           py_func.__defaults__, py_func.__closure__)
+    f.__qualname__ = name
+    f.__doc__ = py_func.__doc__
+    f.__module__ = py_func.__module__
+    return f
 
 
 @njit(**JIT)

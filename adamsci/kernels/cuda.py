@@ -344,14 +344,7 @@ def _import_numba_cuda():
     return numba_cuda_module
 
 
-def _renamed(py_func, name):
-    """``py_func`` under another name (the kernel's name in profilers)."""
-    f = types.FunctionType(py_func.__code__, py_func.__globals__, name,
-                           py_func.__defaults__, py_func.__closure__)
-    f.__qualname__ = name
-    f.__doc__ = py_func.__doc__
-    f.__module__ = py_func.__module__
-    return f
+from .cpu import _renamed  # noqa: E402  (one helper for both targets)
 
 
 def _load():
