@@ -40,7 +40,7 @@ def _env():
 def test_examples_found():
     assert {"fig1_logreg_mnist.py", "fig1_sparse_bow.py", "fig2_mlp_mnist.py",
             "fig4_bias_correction.py", "adamax_averaging.py",
-            "batched_image_stack.py"} <= set(SCRIPTS)
+            "batched_image_stack.py", "curve_fit_1e6.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.slow

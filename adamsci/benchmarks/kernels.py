@@ -178,7 +178,7 @@ def threshold(quick=False):
 
 
 def run(quick=False, sizes=None):
-    """Run the benchmark and return the report as a string."""
+    """Run the benchmark; print the report and return it as a string."""
     torch = _torch()
     sizes = sizes or ((1_000, 100_000, 1_000_000) if quick else
                       (1_000, 100_000, 10_000_000))
@@ -218,8 +218,10 @@ def run(quick=False, sizes=None):
     for n, s, p in threshold(quick):
         lines.append(f"{n:>10,}: serial {s:9.1f}  parallel {p:9.1f}  "
                      f"ratio {s / p:5.2f}")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
 
 
 if __name__ == "__main__":
-    print(run(quick="--quick" in sys.argv))
+    run(quick="--quick" in sys.argv)
