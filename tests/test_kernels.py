@@ -140,3 +140,24 @@ def test_count_nonfinite():
     assert cpu.count_nonfinite(g) == 0
     g[[0, 10, 999]] = [np.nan, np.inf, -np.inf]
     assert cpu.count_nonfinite(g) == 3
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 17, 1000])
+def test_nonfinite_detected_anywhere(n):
+    """The four-stream check sees a bad entry in every quarter and tail."""
+    opt = adamsci.Adam()
+    for pos in range(n):
+        x = np.ones(n)
+        g = np.ones(n)
+        g[pos] = np.nan
+        s = opt.init(x)
+        with pytest.raises(FloatingPointError, match=f"1 of {n}"):
+            opt.step(x, g, s)
+        assert np.all(x == 1.0) and int(s.step[0]) == 0
+        if n > 100:
+            break
+    assert cpu._any_bad(np.ones(n)) == 0
+    for pos in range(n):
+        g = np.zeros(n, np.float32)
+        g[pos] = np.inf
+        assert cpu._any_bad(g) == 1

@@ -76,10 +76,19 @@ def _count_bad(g):
 
 @njit(**JIT)
 def _any_bad(g):
-    """1 if ``g`` holds a NaN or inf, else 0: an OR-reduction, which LLVM
-    vectorises at full width (the exact count is taken only when it is 1)."""
+    """1 if ``g`` holds a NaN or inf, else 0.
+
+    An OR-reduction (LLVM vectorises it at full width; the exact count is
+    taken only when it is 1) over four quarters of ``g`` at once: four
+    independent memory streams read ~1.5x faster than one (measured 16.6 ->
+    26.6 GB/s on one core, 27 -> 39 GB/s on two, arrays beyond cache).
+    """
+    q = g.size // 4
+    a, b, c, d = g[:q], g[q:2 * q], g[2 * q:3 * q], g[3 * q:4 * q]
     bad = False
-    for i in range(g.size):
+    for i in range(q):
+        bad |= _is_bad(a[i]) | _is_bad(b[i]) | _is_bad(c[i]) | _is_bad(d[i])
+    for i in range(4 * q, g.size):
         bad |= _is_bad(g[i])
     return 1 if bad else 0
 
