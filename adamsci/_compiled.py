@@ -36,7 +36,6 @@ loop, only its own. The price is an indirect call per evaluation (the
 objective is not inlined into the loop).
 """
 import math
-import types as pytypes
 
 import numpy as np
 from numba import njit, typeof, types
@@ -118,7 +117,7 @@ NW = 5
 
 # the rules, compiled once (in kernels.cpu) for every CPU loop
 from .kernels.cpu import (_inline, _adam, _adamax, _sgd, _adagrad,  # noqa: E402
-                          _rmsprop, _adadelta, _ema)
+                          _rmsprop, _adadelta, _ema, _renamed)
 
 _evaluate_schedule = _inline(_schedules.evaluate)
 
@@ -314,15 +313,6 @@ _STEPS = (_step_adam, _step_adamax, _step_sgd, _step_adagrad, _step_rmsprop,
 # The same steps as separately compiled (and cached) functions, for iterate():
 # one call per step costs nothing next to the Python loop's overhead, and
 # compiling six small functions is much quicker than inlining six steps.
-def _renamed(py_func, name, **extra_globals):
-    """A copy of ``py_func`` named ``name`` (Numba caches by name)."""
-    f = pytypes.FunctionType(py_func.__code__,
-                             dict(py_func.__globals__, **extra_globals), name,
-                             py_func.__defaults__, py_func.__closure__)
-    f.__qualname__ = name
-    f.__module__ = __name__
-    f.__doc__ = py_func.__doc__
-    return f
 
 
 _step_adam_f, _step_adamax_f, _step_sgd_f, _step_adagrad_f, \

@@ -72,6 +72,16 @@ def _on_device(arr):
         getattr(arr, "__cuda_ndarray__", False))
 
 
+def _same_layout(params, grads):
+    """grads must have the shape and dtype of params (host or device)."""
+    if grads.shape != params.shape:
+        raise ValueError(f"grads has shape {grads.shape}, params has shape "
+                         f"{params.shape}")
+    if grads.dtype != params.dtype:
+        raise TypeError(f"grads has dtype {grads.dtype}, params has dtype "
+                        f"{params.dtype}; they must match")
+
+
 def _state_class(name, fields):
     base = namedtuple(name, ("step",) + fields)
     return type(name, (_StateMixin, base), {"__slots__": (),
@@ -302,12 +312,7 @@ class Optimizer:
             _float_array("grads", grads)
         _float_array("params", params)
         self._validate_state(state, params.shape, params.dtype)
-        if grads.shape != params.shape:
-            raise ValueError(f"grads has shape {grads.shape}, params has "
-                             f"shape {params.shape}")
-        if grads.dtype != params.dtype:
-            raise TypeError(f"grads has dtype {grads.dtype}, params has dtype "
-                            f"{params.dtype}; they must match")
+        _same_layout(params, grads)
         self._check_writable(params.flags)
         arrays = tuple(state[1:])
         flat = params.ndim != 1

@@ -38,21 +38,28 @@ _ema = _inline(_rules.ema)
 _is_bad = _inline(_rules.is_bad)
 
 
-def _twins(py_func):
+def _twins(py_func, **parallel_globals):
     """Compile ``py_func`` as a serial and as a ``parallel=True`` kernel.
 
     The two builds get distinct qualified names so that Numba's on-disk cache
     keeps them apart (the cache index is keyed by name, not by flags).
+    ``parallel_globals`` rebinds global names in the parallel build only
+    (the drivers' ``_check`` becomes the parallel check there).
     """
     name = py_func.__name__
     return (njit(**JIT)(_renamed(py_func, name)),
-            njit(parallel=True, **JIT)(_renamed(py_func, name + "_parallel")))
+            njit(parallel=True, **JIT)(
+                _renamed(py_func, name + "_parallel", **parallel_globals)))
 
 
-def _renamed(py_func, name):
+def _renamed(py_func, name, **extra_globals):
     """A copy of ``py_func`` under another name (also the kernel's name in
-    profilers and in Numba's cache index)."""
-    f = types.FunctionType(py_func.__code__, py_func.__globals__, name,
+    profilers and in Numba's cache index), optionally with some globals
+    rebound (a copy of the module's globals at this point)."""
+    glb = py_func.__globals__
+    if extra_globals:
+        glb = dict(glb, **extra_globals)
+    f = types.FunctionType(py_func.__code__, glb, name,
                            py_func.__defaults__, py_func.__closure__)
     f.__qualname__ = name
     f.__doc__ = py_func.__doc__
@@ -93,6 +100,23 @@ def _any_bad(g):
     return 1 if bad else 0
 
 
+def _check_driver(g, nchunks):
+    """0 when ``g`` is all finite, else the number of NaN/inf entries (the
+    exact count is taken only then); ``nchunks`` chunks, ``prange`` in the
+    parallel build. Every driver calls it as ``_check`` before writing."""
+    n = g.size
+    bad = 0
+    for c in prange(nchunks):
+        lo, hi = _chunk(n, nchunks, c)
+        bad += _any_bad(g[lo:hi])
+    if bad > 0:
+        return _count_bad(g)
+    return 0
+
+
+_check, _check_parallel = _twins(_check_driver)
+
+
 @njit(**JIT)
 def count_nonfinite(g):
     """Number of NaN or infinite entries of the 1-D array ``g``."""
@@ -130,12 +154,9 @@ def _adam_driver(p, g, m, v, vmax, avg, step, lr, beta1, beta2, eps,
                  ema_decay, check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     t = step[0] + 1
     step_size, inv_sqrt_bc2 = _adam_coefficients(t, lr, beta1, beta2,
                                                  bias_correction)
@@ -151,7 +172,8 @@ def _adam_driver(p, g, m, v, vmax, avg, step, lr, beta1, beta2, eps,
     return 0
 
 
-adam_step, adam_step_parallel = _twins(_adam_driver)
+adam_step, adam_step_parallel = _twins(_adam_driver,
+                                       _check=_check_parallel)
 
 
 @njit(**JIT)
@@ -171,12 +193,9 @@ def _adamax_driver(p, g, m, u, avg, step, lr, beta1, beta2, eps, weight_decay,
                    maximize, ema_decay, check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     t = step[0] + 1
     step_size, _unused = _adam_coefficients(t, lr, beta1, beta2, True)
     T = p.dtype.type
@@ -190,7 +209,8 @@ def _adamax_driver(p, g, m, u, avg, step, lr, beta1, beta2, eps, weight_decay,
     return 0
 
 
-adamax_step, adamax_step_parallel = _twins(_adamax_driver)
+adamax_step, adamax_step_parallel = _twins(_adamax_driver,
+                                           _check=_check_parallel)
 
 
 @njit(**JIT)
@@ -209,12 +229,9 @@ def _sgd_driver(p, g, buf, step, lr, momentum, dampening, nesterov,
                 weight_decay, maximize, check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     first = step[0] == 0
     T = p.dtype.type
     for c in prange(nchunks):
@@ -226,7 +243,8 @@ def _sgd_driver(p, g, buf, step, lr, momentum, dampening, nesterov,
     return 0
 
 
-sgd_step, sgd_step_parallel = _twins(_sgd_driver)
+sgd_step, sgd_step_parallel = _twins(_sgd_driver,
+                                     _check=_check_parallel)
 
 
 @njit(**JIT)
@@ -241,12 +259,9 @@ def _adagrad_driver(p, g, s, step, lr, lr_decay, eps, weight_decay, maximize,
                     check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     t = step[0] + 1
     clr = lr / (1.0 + (t - 1) * lr_decay)
     T = p.dtype.type
@@ -258,7 +273,8 @@ def _adagrad_driver(p, g, s, step, lr, lr_decay, eps, weight_decay, maximize,
     return 0
 
 
-adagrad_step, adagrad_step_parallel = _twins(_adagrad_driver)
+adagrad_step, adagrad_step_parallel = _twins(_adagrad_driver,
+                                             _check=_check_parallel)
 
 
 @njit(**JIT)
@@ -282,12 +298,9 @@ def _rmsprop_driver(p, g, sq, gavg, buf, step, lr, alpha, eps, momentum,
                     centered, weight_decay, maximize, check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     T = p.dtype.type
     for c in prange(nchunks):
         lo, hi = _chunk(n, nchunks, c)
@@ -298,7 +311,8 @@ def _rmsprop_driver(p, g, sq, gavg, buf, step, lr, alpha, eps, momentum,
     return 0
 
 
-rmsprop_step, rmsprop_step_parallel = _twins(_rmsprop_driver)
+rmsprop_step, rmsprop_step_parallel = _twins(_rmsprop_driver,
+                                             _check=_check_parallel)
 
 
 @njit(**JIT)
@@ -316,12 +330,9 @@ def _adadelta_driver(p, g, sq, acc, step, lr, rho, eps, weight_decay,
                      maximize, check, nchunks):
     n = p.size
     if check:
-        bad = 0
-        for c in prange(nchunks):
-            lo, hi = _chunk(n, nchunks, c)
-            bad += _any_bad(g[lo:hi])
+        bad = _check(g, nchunks)
         if bad > 0:
-            return _count_bad(g)
+            return bad
     T = p.dtype.type
     for c in prange(nchunks):
         lo, hi = _chunk(n, nchunks, c)
@@ -332,7 +343,8 @@ def _adadelta_driver(p, g, sq, acc, step, lr, rho, eps, weight_decay,
     return 0
 
 
-adadelta_step, adadelta_step_parallel = _twins(_adadelta_driver)
+adadelta_step, adadelta_step_parallel = _twins(_adadelta_driver,
+                                               _check=_check_parallel)
 
 
 def num_threads():

@@ -110,6 +110,7 @@ import warnings
 import numpy as np
 
 from .. import _rules
+from .. import optimizers as _optimizers
 
 __all__ = ["adam_step", "adamax_step", "sgd_step", "adagrad_step",
            "rmsprop_step", "adadelta_step", "count_nonfinite", "is_available",
@@ -662,12 +663,7 @@ def step(opt, params, grads, state):
     mod = require()
     p = _float_device(mod, params, "params")
     g = _device_view(mod, grads, "grads")
-    if g.dtype != p.dtype:
-        raise TypeError(f"grads has dtype {g.dtype}, params has dtype "
-                        f"{p.dtype}; they must match")
-    if g.shape != p.shape:
-        raise ValueError(f"grads has shape {g.shape}, params has shape "
-                         f"{p.shape}")
+    _optimizers._same_layout(p, g)
     if not g.is_c_contiguous():
         raise ValueError("grads must be C-contiguous (device arrays are not "
                          "copied)")
