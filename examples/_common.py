@@ -409,6 +409,25 @@ def table(headers, rows, floatfmt=".4f", title=None):
     return text
 
 
+def report_grid(best, runs, methods, labels, grids, epochs, checkpoints,
+                title, lr_name="lr"):
+    """Print the best-of-grid table (loss at ``checkpoints`` epochs and at the
+    end) and every run of the grid; return the best curves, labelled with
+    their learning rate, for :func:`plot_curves` (in ``methods`` order)."""
+    table(["method", f"{lr_name} grid", f"best {lr_name}"]
+          + [f"loss@{e}ep" for e in checkpoints] + [f"loss@{epochs}ep"],
+          [[labels[m], " ".join(f"{a:g}" for a in grids[m]),
+            f"{best[m].info['lr']:g}"] + [best[m].at(e) for e in checkpoints]
+           + [best[m].final] for m in methods],
+          title=title)
+    table(["method", lr_name, "final loss"],
+          [[labels[m], f"{lr:g}", h.final] for m in methods
+           for lr, h in runs[m].items()],
+          title="every run of the grid")
+    return {f"{labels[m]} ({lr_name}={best[m].info['lr']:g})": best[m]
+            for m in methods}
+
+
 def pyplot():
     """matplotlib.pyplot with the Agg backend unless MPLBACKEND is set."""
     import matplotlib

@@ -21,9 +21,9 @@ import sys
 
 import numpy as np
 
-from _common import (Claims, LABELS, Packed, Timer, load_mnist,
-                     make_optimizer, one_hot, parse_args, plot_curves,
-                     softmax_xent, table, train, tune)
+from _common import (Claims, LABELS, Packed, Timer, load_mnist, make_optimizer,
+                     one_hot, parse_args, plot_curves, report_grid,
+                     softmax_xent, train, tune)
 
 L2 = 1e-3           # weight of 0.5 * ||W||^2 in the objective
 METHODS = ("adam", "sgd_nesterov", "adagrad", "adagrad_const")
@@ -79,22 +79,11 @@ def main(argv=None):
     print(f"\n{len(y)} MNIST images, minibatch 128, {epochs} epochs, "
           f"learning rate alpha/sqrt(t), L2 weight {L2:g} "
           f"({t.seconds:.1f} s)")
-    table(["method", "alpha grid", "best alpha", f"loss@{epochs // 4}ep",
-           f"loss@{epochs}ep"],
-          [[LABELS[m], " ".join(f"{a:g}" for a in grids[m]),
-            f"{best[m].info['lr']:g}", best[m].at(epochs // 4),
-            best[m].final] for m in METHODS],
-          title="training loss (best alpha of the grid per method)")
-    table(["method", "alpha", "final loss"],
-          [[LABELS[m], f"{lr:g}", h.final] for m in METHODS
-           for lr, h in runs[m].items()],
-          title="every run of the grid")
-
-    plot_curves(
-        args.out / "fig1_logreg_mnist.png",
-        {f"{LABELS[m]} (alpha={best[m].info['lr']:g})": best[m]
-         for m in METHODS},
-        f"Logistic regression, MNIST subset ({len(y)} images)")
+    curves = report_grid(best, runs, METHODS, LABELS, grids, epochs,
+                         [epochs // 4], "training loss (best alpha of the "
+                         "grid per method)", lr_name="alpha")
+    plot_curves(args.out / "fig1_logreg_mnist.png", curves,
+                f"Logistic regression, MNIST subset ({len(y)} images)")
 
     claims = Claims()
     adam, sgd, ada, ada_const = (best[m].final for m in METHODS)

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from _common import (Claims, LABELS, Timer, make_optimizer, parse_args,
-                     plot_curves, table, train, tune)
+                     plot_curves, report_grid, train, tune)
 
 VOCAB = 10_000
 L2 = 1e-3
@@ -124,19 +124,10 @@ def main(argv=None):
     print(f"\nminibatch 128, {epochs} epochs, {DROPOUT:.0%} input dropout, "
           f"learning rate alpha/sqrt(t), L2 weight {L2:g} "
           f"({t.seconds:.1f} s)")
-    table(["method", "alpha grid", "best alpha", "loss@1ep",
-           f"loss@{epochs // 2}ep", f"loss@{epochs}ep"],
-          [[LABELS[m], " ".join(f"{a:g}" for a in grids[m]),
-            f"{best[m].info['lr']:g}", best[m].at(1), best[m].at(epochs // 2),
-            best[m].final] for m in METHODS],
-          title="training loss (clean features; best alpha per method)")
-    table(["method", "alpha", "final loss"],
-          [[LABELS[m], f"{lr:g}", h.final] for m in METHODS
-           for lr, h in runs[m].items()],
-          title="every run of the grid")
-    plot_curves(args.out / "fig1_sparse_bow.png",
-                {f"{LABELS[m]} (alpha={best[m].info['lr']:g})": best[m]
-                 for m in METHODS},
+    curves = report_grid(best, runs, METHODS, LABELS, grids, epochs,
+                         [1, epochs // 2], "training loss (clean features; "
+                         "best alpha per method)", lr_name="alpha")
+    plot_curves(args.out / "fig1_sparse_bow.png", curves,
                 f"Sparse bag-of-words logistic regression ({n} documents, "
                 f"Zipf vocabulary of {VOCAB})")
 

@@ -26,7 +26,8 @@ import sys
 import numpy as np
 
 from _common import (Claims, LABELS, MLP, Timer, load_mnist, make_optimizer,
-                     one_hot, parse_args, plot_curves, table, train, tune)
+                     one_hot, parse_args, plot_curves, report_grid, train,
+                     tune)
 
 METHODS = ("adam", "adagrad", "rmsprop", "sgd_nesterov", "adadelta")
 DROPOUT = 0.5
@@ -66,19 +67,10 @@ def main(argv=None):
           f"images, minibatch 128, {epochs} epochs, float32 "
           f"({t.seconds:.1f} s)")
     order = sorted(METHODS, key=lambda m: best[m].final)
-    table(["method", "lr grid", "best lr", "loss@1ep",
-           f"loss@{epochs // 2}ep", f"loss@{epochs}ep"],
-          [[LABELS[m], " ".join(f"{a:g}" for a in grids[m]),
-            f"{best[m].info['lr']:g}", best[m].at(1), best[m].at(epochs // 2),
-            best[m].final] for m in order],
-          title="training loss without dropout (best lr per method)")
-    table(["method", "lr", "final loss"],
-          [[LABELS[m], f"{lr:g}", h.final] for m in METHODS
-           for lr, h in runs[m].items()],
-          title="every run of the grid")
-    plot_curves(args.out / "fig2_mlp_mnist.png",
-                {f"{LABELS[m]} (lr={best[m].info['lr']:g})": best[m]
-                 for m in order},
+    curves = report_grid(best, runs, order, LABELS, grids, epochs,
+                         [1, epochs // 2], "training loss without dropout "
+                         "(best lr per method)")
+    plot_curves(args.out / "fig2_mlp_mnist.png", curves,
                 f"MLP 784-{hidden}-{hidden}-10 with dropout, MNIST subset "
                 f"({n} images)")
 
