@@ -28,14 +28,26 @@ the Python side reads and writes it without another dispatch:
 The optimizer runs on ``y = x / scale``; the objective sees ``x``. Without
 ``x_scale`` the two are the same array.
 
-:func:`run` passes the user's jitted objective to the compiled loop as a
-first-class function (its type is its signature, not the function), so each
-optimizer's loop is compiled once per signature and dtype and cached on
-disk; a new objective with the same signature costs no compilation of the
-loop, only its own. The price is an indirect call per evaluation (the
-objective is not inlined into the loop).
+:func:`run` runs the whole loop in Numba around a user's jitted objective,
+in one of two forms:
+
+* For an objective compiled with ``cache=True`` (and a run without bounds,
+  ``x_scale``, ``ftol``, ``xtol``, skipping or recording), the loop is
+  compiled around the objective, which LLVM inlines into it, with the
+  optimizer's flags and the state's layout compiled in as constants
+  (:func:`_inline_loop`). It is cached on disk under a name made from the
+  objective's identity, as Numba's own cache sees it, so that it is compiled
+  once per objective and set of flags (1.5-2.5 s), not once per process.
+* Otherwise the loop receives the objective as a first-class function (its
+  type is its signature, not the function), so each optimizer's loop is
+  compiled once per signature and dtype and cached on disk; a new objective
+  with the same signature costs no compilation of the loop, only its own.
+  The price is an indirect call per evaluation.
 """
+import functools
+import hashlib
 import math
+import pickle
 
 import numpy as np
 from numba import njit, typeof, types
@@ -63,6 +75,7 @@ CALLBACK = 99
 ADAM, ADAMAX, SGD, ADAGRAD, RMSPROP, ADADELTA = range(6)
 KINDS = {"adam": ADAM, "adamax": ADAMAX, "sgd": SGD, "adagrad": ADAGRAD,
          "rmsprop": RMSPROP, "adadelta": ADADELTA}
+_KIND_NAMES = {k: name for name, k in KINDS.items()}
 
 # -- slots of fp (float64) --------------------------------------------------
 LR = 0              # constant learning rate, or this step's (Python schedule)
@@ -125,16 +138,19 @@ _evaluate_schedule = _inline(_schedules.evaluate)
 # kernels of adamsci.kernels.cpu do, but index the 2-D state S and work W
 # arrays directly: creating array views (and calling the kernels, which
 # takes views) costs more than the whole update for a few parameters.
-# Rows of features that are off (-1) are never read.
+# Rows of features that are off (-1) are never read. The loops run over
+# len(g) (the caller makes sure it is y.size): for a gradient returned as a
+# tuple it is a constant and LLVM unrolls them.
 
 
 @njit(inline="always", **JIT)
-def _adam_loop(y, W, S, r0, r1, r2, r3, step_size, inv_sqrt_bc2, beta1, c1,
+def _adam_loop(y, g, S, r0, r1, r2, r3, step_size, inv_sqrt_bc2, beta1, c1,
                beta2, c2, eps, weight_decay, decay, decoupled, amsgrad,
                maximize, ema_decay, c_ema):
+    T = y.dtype.type
     if amsgrad:
-        for i in range(y.size):
-            p, m, v, vmax = _adam(y[i], W[GY, i], S[r0, i], S[r1, i],
+        for i in range(len(g)):
+            p, m, v, vmax = _adam(y[i], T(g[i]), S[r0, i], S[r1, i],
                                   S[r2, i], step_size, inv_sqrt_bc2, beta1, c1,
                                   beta2, c2, eps, weight_decay, decay,
                                   decoupled, True, maximize)
@@ -145,9 +161,9 @@ def _adam_loop(y, W, S, r0, r1, r2, r3, step_size, inv_sqrt_bc2, beta1, c1,
             if ema_decay > 0.0:
                 S[r3, i] = _ema(S[r3, i], p, ema_decay, c_ema)
     else:
-        for i in range(y.size):
+        for i in range(len(g)):
             v = S[r1, i]
-            p, m, v, _unused = _adam(y[i], W[GY, i], S[r0, i], v, v,
+            p, m, v, _unused = _adam(y[i], T(g[i]), S[r0, i], v, v,
                                      step_size, inv_sqrt_bc2, beta1, c1, beta2,
                                      c2, eps, weight_decay, decay, decoupled,
                                      False, maximize)
@@ -159,10 +175,11 @@ def _adam_loop(y, W, S, r0, r1, r2, r3, step_size, inv_sqrt_bc2, beta1, c1,
 
 
 @njit(inline="always", **JIT)
-def _adamax_loop(y, W, S, r0, r1, r2, step_size, beta1, c1, beta2, eps,
+def _adamax_loop(y, g, S, r0, r1, r2, step_size, beta1, c1, beta2, eps,
                  weight_decay, maximize, ema_decay, c_ema):
-    for i in range(y.size):
-        p, m, u = _adamax(y[i], W[GY, i], S[r0, i], S[r1, i], step_size,
+    T = y.dtype.type
+    for i in range(len(g)):
+        p, m, u = _adamax(y[i], T(g[i]), S[r0, i], S[r1, i], step_size,
                           beta1, c1, beta2, eps, weight_decay, maximize)
         y[i] = p
         S[r0, i] = m
@@ -172,12 +189,13 @@ def _adamax_loop(y, W, S, r0, r1, r2, step_size, beta1, c1, beta2, eps,
 
 
 @njit(inline="always", **JIT)
-def _sgd_loop(y, W, S, r0, lr, momentum, undamped, nesterov, weight_decay,
+def _sgd_loop(y, g, S, r0, lr, momentum, undamped, nesterov, weight_decay,
               first, maximize):
-    for i in range(y.size):
-        g = W[GY, i]
-        b = S[r0, i] if momentum != 0.0 else g
-        p, b = _sgd(y[i], g, b, lr, momentum, undamped, nesterov,
+    T = y.dtype.type
+    for i in range(len(g)):
+        gi = T(g[i])
+        b = S[r0, i] if momentum != 0.0 else gi
+        p, b = _sgd(y[i], gi, b, lr, momentum, undamped, nesterov,
                     weight_decay, first, maximize)
         y[i] = p
         if momentum != 0.0:
@@ -185,22 +203,24 @@ def _sgd_loop(y, W, S, r0, lr, momentum, undamped, nesterov, weight_decay,
 
 
 @njit(inline="always", **JIT)
-def _adagrad_loop(y, W, S, r0, clr, eps, weight_decay, maximize):
-    for i in range(y.size):
-        p, s = _adagrad(y[i], W[GY, i], S[r0, i], clr, eps, weight_decay,
+def _adagrad_loop(y, g, S, r0, clr, eps, weight_decay, maximize):
+    T = y.dtype.type
+    for i in range(len(g)):
+        p, s = _adagrad(y[i], T(g[i]), S[r0, i], clr, eps, weight_decay,
                         maximize)
         y[i] = p
         S[r0, i] = s
 
 
 @njit(inline="always", **JIT)
-def _rmsprop_loop(y, W, S, r0, r1, r2, lr, alpha, c_alpha, eps, momentum,
+def _rmsprop_loop(y, g, S, r0, r1, r2, lr, alpha, c_alpha, eps, momentum,
                   centered, weight_decay, maximize):
-    for i in range(y.size):
-        g = W[GY, i]
-        ga = S[r1, i] if centered else g
-        b = S[r2, i] if momentum > 0.0 else g
-        p, sq, ga, b = _rmsprop(y[i], g, S[r0, i], ga, b, lr, alpha, c_alpha,
+    T = y.dtype.type
+    for i in range(len(g)):
+        gi = T(g[i])
+        ga = S[r1, i] if centered else gi
+        b = S[r2, i] if momentum > 0.0 else gi
+        p, sq, ga, b = _rmsprop(y[i], gi, S[r0, i], ga, b, lr, alpha, c_alpha,
                                 eps, momentum, centered, weight_decay,
                                 maximize)
         y[i] = p
@@ -212,10 +232,11 @@ def _rmsprop_loop(y, W, S, r0, r1, r2, lr, alpha, c_alpha, eps, momentum,
 
 
 @njit(inline="always", **JIT)
-def _adadelta_loop(y, W, S, r0, r1, lr, rho, c_rho, eps, weight_decay,
+def _adadelta_loop(y, g, S, r0, r1, lr, rho, c_rho, eps, weight_decay,
                    maximize):
-    for i in range(y.size):
-        p, sq, acc = _adadelta(y[i], W[GY, i], S[r0, i], S[r1, i], lr, rho,
+    T = y.dtype.type
+    for i in range(len(g)):
+        p, sq, acc = _adadelta(y[i], T(g[i]), S[r0, i], S[r1, i], lr, rho,
                                c_rho, eps, weight_decay, maximize)
         y[i] = p
         S[r0, i] = sq
@@ -223,7 +244,7 @@ def _adadelta_loop(y, W, S, r0, r1, lr, rho, c_rho, eps, weight_decay,
 
 
 @njit(inline="always", **JIT)
-def _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_adam(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
     beta1, beta2, eps, wd = h[0], h[1], h[2], h[3]
     ema = h[8]
@@ -235,7 +256,7 @@ def _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     else:
         step_size = lr
         inv_sqrt_bc2 = 1.0
-    _adam_loop(y, W, S, r0, r1, r2, r3, T(step_size), T(inv_sqrt_bc2),
+    _adam_loop(y, g, S, r0, r1, r2, r3, T(step_size), T(inv_sqrt_bc2),
                T(beta1), T(1.0 - beta1), T(beta2), T(1.0 - beta2), T(eps),
                T(wd), T(1.0 - lr * wd), h[4] != 0.0, h[5] != 0.0,
                h[7] != 0.0, T(ema), T(1.0 - ema))
@@ -243,55 +264,55 @@ def _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
 
 
 @njit(inline="always", **JIT)
-def _step_adamax(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_adamax(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
     beta1, beta2, eps, wd = h[0], h[1], h[2], h[3]
     ema = h[5]
     b1t = b1t * beta1
     step_size = lr / (1.0 - b1t)
-    _adamax_loop(y, W, S, r0, r1, r2, T(step_size), T(beta1), T(1.0 - beta1),
+    _adamax_loop(y, g, S, r0, r1, r2, T(step_size), T(beta1), T(1.0 - beta1),
                  T(beta2), T(eps), T(wd), h[4] != 0.0, T(ema),
                  T(1.0 - ema))
     return b1t, b2t
 
 
 @njit(inline="always", **JIT)
-def _step_sgd(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_sgd(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
-    _sgd_loop(y, W, S, r0, T(lr), T(h[0]), T(1.0 - h[1]),
+    _sgd_loop(y, g, S, r0, T(lr), T(h[0]), T(1.0 - h[1]),
               h[2] != 0.0, T(h[3]), t == 1, h[4] != 0.0)
     return b1t, b2t
 
 
 @njit(inline="always", **JIT)
-def _step_adagrad(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_adagrad(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
     clr = lr / (1.0 + (t - 1) * h[0])
-    _adagrad_loop(y, W, S, r0, T(clr), T(h[1]), T(h[2]),
+    _adagrad_loop(y, g, S, r0, T(clr), T(h[1]), T(h[2]),
                   h[3] != 0.0)
     return b1t, b2t
 
 
 @njit(inline="always", **JIT)
-def _step_rmsprop(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_rmsprop(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
     alpha = h[0]
-    _rmsprop_loop(y, W, S, r0, r1, r2, T(lr), T(alpha), T(1.0 - alpha),
+    _rmsprop_loop(y, g, S, r0, r1, r2, T(lr), T(alpha), T(1.0 - alpha),
                   T(h[1]), T(h[2]), h[3] != 0.0,
                   T(h[4]), h[5] != 0.0)
     return b1t, b2t
 
 
 @njit(inline="always", **JIT)
-def _step_adadelta(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_adadelta(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     T = y.dtype.type
     rho = h[0]
-    _adadelta_loop(y, W, S, r0, r1, T(lr), T(rho), T(1.0 - rho),
+    _adadelta_loop(y, g, S, r0, r1, T(lr), T(rho), T(1.0 - rho),
                    T(h[1]), T(h[2]), h[3] != 0.0)
     return b1t, b2t
 
 
-def _step(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step(kind, y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     """Step ``t`` of optimizer ``kind``; returns the running products.
 
     Typed by Numba (overload below): a literal ``kind`` compiles only that
@@ -321,40 +342,40 @@ _step_adam_f, _step_adamax_f, _step_sgd_f, _step_adagrad_f, \
 
 
 @njit(**JIT)
-def _step_any(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_any(kind, y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     if kind == ADAM:
-        return _step_adam_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_adam_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
     elif kind == ADAMAX:
-        return _step_adamax_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_adamax_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
     elif kind == SGD:
-        return _step_sgd_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_sgd_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
     elif kind == ADAGRAD:
-        return _step_adagrad_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_adagrad_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
     elif kind == RMSPROP:
-        return _step_rmsprop_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
-    return _step_adadelta_f(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_rmsprop_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+    return _step_adadelta_f(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
 
 
 @overload(_step, inline="always", jit_options=dict(JIT))
-def _step_overload(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+def _step_overload(kind, y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
     if isinstance(kind, types.IntegerLiteral):
         return _STEPS[kind.literal_value].py_func
 
-    def impl(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
+    def impl(kind, y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t):
         if kind == ADAM:
-            return _step_adam(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+            return _step_adam(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
         elif kind == ADAMAX:
-            return _step_adamax(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+            return _step_adamax(y, g, S, h, r0, r1, r2, r3, lr, t, b1t,
                                 b2t)
         elif kind == SGD:
-            return _step_sgd(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+            return _step_sgd(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
         elif kind == ADAGRAD:
-            return _step_adagrad(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+            return _step_adagrad(y, g, S, h, r0, r1, r2, r3, lr, t, b1t,
                                  b2t)
         elif kind == RMSPROP:
-            return _step_rmsprop(y, W, S, h, r0, r1, r2, r3, lr, t, b1t,
+            return _step_rmsprop(y, g, S, h, r0, r1, r2, r3, lr, t, b1t,
                                  b2t)
-        return _step_adadelta(y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        return _step_adadelta(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
     return impl
 
 
@@ -369,7 +390,7 @@ def _hyper(fp):
 def _update(y, W, S, fp, ip, lr):
     """One optimizer step on ``y`` with the gradient in ``W[GY]`` (y units)."""
     t = ip[STEP] + 1
-    b1t, b2t = _step_any(ip[KIND], y, W, S, _hyper(fp), ip[ROW0],
+    b1t, b2t = _step_any(ip[KIND], y, W[GY], S, _hyper(fp), ip[ROW0],
                          ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3], lr, t,
                          fp[B1T], fp[B2T])
     fp[B1T] = b1t
@@ -522,7 +543,7 @@ def _evaluate(fun, jac, x, args):
     return fun(x, *args), jac(x, *args)
 
 
-@overload(_evaluate, jit_options=dict(cache=True))
+@overload(_evaluate)
 def _evaluate_overload(fun, jac, x, args):
     if isinstance(jac, (types.NoneType, types.Omitted)):
         def impl(fun, jac, x, args):
@@ -547,12 +568,15 @@ def _run_template(fun, jac, it, args, x, y, S, fp, ip, W, B, meta):
     # address keeps its code out of this module (Numba would otherwise link
     # and re-optimise all six optimizers' steps in every compiled loop).
     if _fast_ok(ip, fp):
+        if _lean_ok(ip, meta):
+            return _LEAN(fun, jac, args, x, y, S, fp, ip, W, B)
         return _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, _KIND)
     return _run_generic(fun, jac, it, args, x, y, S, fp, ip, W, B, meta)
 
 
 def _with_kind(kind, name):
-    return njit(**JIT)(_renamed(_run_template, name, _KIND=kind))
+    return njit(**JIT)(_renamed(_run_template, name, _KIND=kind,
+                                _LEAN=_lean_loop(kind, name + "_lean")))
 
 
 _FTYPES = {}
@@ -610,37 +634,53 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     *args)`` returns ``g``. The first evaluation (at x0) is done here too
     and counted by the caller in ``ip[NFEV]``. ``kind`` is ``ip[KIND]``.
 
-    The loop receives the objective as a first-class function (its type is
-    the signature, not the function), so each optimizer's loop (``_RUNS``)
-    is compiled once per signature and dtype and cached on disk: a new
-    objective of the same signature costs no compilation of the loop.
-
-    Without bounds, ``x_scale``, ``ftol``, ``xtol`` and ``nonfinite="skip"``
-    the loop keeps its counters in local variables (:func:`_run_fast`);
-    otherwise it calls :func:`iterate` (:func:`_run_generic`). Both give
-    the same results as the Python loop, bit for bit.
+    Without bounds, ``x_scale``, ``ftol``, ``xtol``, ``nonfinite="skip"``
+    and recording, the loop is :func:`_run_lean`: counters in local
+    variables, the gradient read where the objective returned it, every
+    reason to stop tested in one branch; compiled around the objective when
+    it has a disk cache (:func:`_inline_loop`), else called with the
+    objective as a first-class function (``_RUNS``, compiled once per
+    signature and dtype). With recording it is :func:`_run_fast`;
+    otherwise the loop calls :func:`iterate` (:func:`_run_generic`). All
+    give the same results as the Python loop, bit for bit.
 
     ``B`` and ``meta`` are the history recorder's buffer and layout
     (:mod:`adamsci._record`; ``meta`` empty: no recording): every evaluation
     after a step (and the first one unless resumed) appends a row when it is
     due; a full ``B`` is replaced by a larger copy, returned as ``B``.
     """
-    # the loop's signature depends only on these (all arrays are C-contiguous
-    # and 1-D or 2-D as allocated by adamsci.minimize)
+    # the loop's signature depends only on these (x, y, S, fp, ip, W and
+    # meta are C-contiguous arrays of fixed dimensions allocated by
+    # adamsci.minimize); types are looked up only to compile
+    inline = _spec(ip, fp) if _fast_ok(ip, fp) and _lean_ok(ip, meta) \
+        else None
     try:
-        argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
+        key = (kind, fun, jac, y.dtype.char, B.ndim,
+               typeof(args) if args else (), inline)
     except ValueError as e:          # an argument Numba cannot type
         raise CompileError(str(e)) from e
-    key = (kind, fun, jac, y.dtype.char, B.ndim, typeof(args) if args else ())
     entry = _ENTRIES.get(key)
     if entry is None:
-        try:
-            ftype = _function_type(fun, argtypes)
-            jtype = types.none if jac is None else _function_type(jac,
-                                                                  argtypes)
-        except NumbaError as e:
-            raise CompileError(str(e)) from e
-        _check_returns(ftype, jtype)
+        entry = _ENTRIES[key] = _compile(kind, fun, jac, inline, args, x, y,
+                                         S, fp, ip, W, B, meta)
+    return entry(fun, jac, args, x, y, S, fp, ip, W, B, meta)
+
+
+def _compile(kind, fun, jac, inline, args, x, y, S, fp, ip, W, B, meta):
+    """The entry point of the loop for these arguments' types."""
+    argtypes = (typeof(x),) + tuple(typeof(a) for a in args)
+    try:
+        ftype = _function_type(fun, argtypes)
+        jtype = types.none if jac is None else _function_type(jac, argtypes)
+    except NumbaError as e:
+        raise CompileError(str(e)) from e
+    _check_returns(ftype, jtype)
+    loop = _inline_loop(kind, fun, jac, inline) if inline else None
+    if loop is not None:
+        sig = (typeof(args), typeof(x), typeof(y), typeof(S), typeof(fp),
+               typeof(ip), typeof(W), typeof(B))
+        caller = _call_inline
+    else:
         gtype = typeof(np.empty(0, y.dtype))
         itype = _function_type(iterate, (typeof(x), typeof(y), gtype,
                                          types.float64, typeof(S), typeof(fp),
@@ -648,13 +688,87 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
         sig = (ftype, jtype, itype, typeof(args), typeof(x), typeof(y),
                typeof(S), typeof(fp), typeof(ip), typeof(W), typeof(B),
                typeof(meta))
-        dispatcher = _RUNS[kind]
-        try:
-            dispatcher.compile(sig)
-        except NumbaError as e:
-            raise CompileError(str(e)) from e
-        entry = _ENTRIES[key] = dispatcher.overloads[sig].entry_point
+        loop = _RUNS[kind]
+        caller = _call_first_class
+    try:
+        loop.compile(sig)
+    except NumbaError as e:
+        raise CompileError(str(e)) from e
+    return functools.partial(caller, loop.overloads[sig].entry_point)
+
+
+def _call_first_class(entry, fun, jac, args, x, y, S, fp, ip, W, B, meta):
     return entry(fun, jac, iterate, args, x, y, S, fp, ip, W, B, meta)
+
+
+def _call_inline(entry, fun, jac, args, x, y, S, fp, ip, W, B, meta):
+    return entry(args, x, y, S, fp, ip, W, B)
+
+
+def _inline_template(args, x, y, S, fp, ip, W, B):
+    # renamed per optimizer and objective by _inline_loop, with _LEAN (a
+    # copy of _run_lean that calls the objective directly) and _KIND bound
+    return _LEAN(None, None, args, x, y, S, fp, ip, W, B)
+
+
+def _evaluate_fg(fun, jac, x, args):
+    return _FUN(x, *args)
+
+
+def _evaluate_f_jac(fun, jac, x, args):
+    return _FUN(x, *args), _JAC(x, *args)
+
+
+_INLINE = {}
+
+
+def _inline_loop(kind, fun, jac, spec):
+    """The lean loop compiled around ``fun`` (and ``jac``), or None.
+
+    Only for objectives compiled with ``cache=True``: the loop is then
+    cached on disk next to adamsci's other kernels, under a name made from
+    the objective's identity as Numba's own cache sees it (source file and
+    its time stamp, qualified name, bytecode, closure and options), so a
+    new process loads it instead of compiling it again, and an edited
+    objective gets a new loop. Objectives without a disk cache use the
+    first-class loop (compiled once for all objectives of a signature).
+    """
+    tags = [_identity(f) for f in (fun, jac) if f is not None]
+    if None in tags:
+        return None
+    name = "lean_%s_%s" % (_KIND_NAMES[kind], hashlib.sha256(
+        "|".join(tags + [repr(spec)]).encode()).hexdigest()[:20])
+    loop = _INLINE.get(name)
+    if loop is None:
+        # a dispatcher passed as a value is a pointer to a Python object
+        # (not cacheable): the copies below call the objective by name
+        ev = _evaluate_fg if jac is None else _evaluate_f_jac
+        ev = njit(inline="always", **JIT)(_renamed(ev, name + "_evaluate",
+                                                   _FUN=fun, _JAC=jac))
+        loop = _INLINE[name] = njit(**JIT)(_renamed(
+            _inline_template, name,
+            _LEAN=_lean_loop(kind, name + "_loop", ev, spec)))
+    return loop
+
+
+def _identity(fun):
+    """What the compiled code of a cached ``@njit`` function depends on
+    (as Numba's cache invalidation sees it), or None."""
+    cache = getattr(fun, "_cache", None)
+    impl = getattr(cache, "_impl", None)
+    if impl is None:                  # NullCache: not compiled with cache=True
+        return None
+    py = fun.py_func
+    try:
+        cells = pickle.dumps([c.cell_contents for c in py.__closure__ or ()])
+        stamp = impl.locator.get_source_stamp()
+    except Exception:                 # unpicklable closure, no source file
+        return None
+    return "|".join(map(repr, (
+        py.__module__, py.__qualname__, impl.filename_base, stamp,
+        py.__code__.co_code, py.__code__.co_consts,
+        hashlib.sha256(cells).hexdigest(),
+        sorted(fun.targetoptions.items()))))
 
 
 @njit(**JIT)
@@ -746,7 +860,7 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
             for i in range(n):
                 W[YPREV, i] = y[i]
         t += 1
-        b1t, b2t = _step(kind, y, W, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        b1t, b2t = _step(kind, y, gc, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
         if want_step:
             dn = 0.0
             for i in range(n):
@@ -768,6 +882,140 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     fp[STEPNORM] = dn
     fp[GNORM] = gnorm
     return status, ff, gc.copy(), B
+
+
+@njit(**JIT)
+def _lean_ok(ip, meta):
+    """True when the fast loop need not record nor measure steps."""
+    return meta.size == 0 and ip[WANT_STEPNORM] == 0
+
+
+def _run_lean(fun, jac, args, x, y, S, fp, ip, W, B):
+    # _run_fast without the recorder and the step norm, and without copying
+    # the gradient: the optimizer reads it where the objective returned it
+    # (array or tuple), cast to the parameters' dtype as the copy would be.
+    # A template: _lean_loop compiles a copy per optimizer (_STEP) and
+    # evaluation (_evaluate), not cached itself (its callers are). Its
+    # callees are compiled separately and inlined by LLVM: Numba's own
+    # inline="always" would take seconds to compile this loop.
+    n = y.size
+    T = y.dtype.type
+    if _SPEC:       # the layout, schedule and flags, compiled in
+        r0, r1, r2, r3 = _SPEC_ROWS
+        code = _SPEC_CODE
+        h = _fixed(_hyper(fp), _SPEC_H)
+    else:
+        r0, r1, r2, r3 = ip[ROW0], ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3]
+        code = ip[SCHED_CODE]
+        h = _hyper(fp)
+    nit, t = ip[NIT], ip[STEP]
+    nfev, njev, fpe = ip[NFEV], ip[NJEV], ip[FPE]
+    maxiter, maxfev = ip[MAXITER_], ip[MAXFEV_]
+    b1t, b2t = fp[B1T], fp[B2T]
+    gtol = fp[GTOL_]
+    sflag = ip[SCHED_FLAG] != 0
+    slr, sa, sb, lr0 = fp[SCHED_LR], fp[SCHED_A], fp[SCHED_B], fp[LR]
+    lr = fp[LR_USED]
+    gnorm = fp[GNORM]
+    # the two limits as one: the iterations left before either is reached
+    lim = min(maxiter, nit + (maxfev - nfev) // fpe)
+    f, g = _evaluate(fun, jac, x, args)
+    while True:
+        ff = np.float64(f)
+        # finiteness (a sum of g - g: 0 unless some entry is inf or nan),
+        # the largest component and the limits: every reason to stop is
+        # tested in one branch, an integer sum that LLVM does not split
+        # into branches again (each branch more costs a tenth of a
+        # two-parameter step); which reason it was is found out after the
+        # loop, in the order of _iterate
+        z = ff - ff
+        gn = 0.0
+        for i in range(len(g)):     # a tuple's length is a constant
+            gi = T(g[i])
+            z += gi - gi
+            a = abs(gi)
+            gn = a if a > gn else gn
+        stop = (np.int64(len(g) != n) + np.int64(not (z == 0.0))
+                + np.int64(gn <= gtol) + np.int64(nit >= lim))
+        if stop != 0:
+            break
+        gnorm = gn
+        if code > 0:
+            lr = _LR_AT(code, slr, sa, sb, sflag, t + 1)
+        else:
+            lr = lr0
+        t += 1
+        b1t, b2t = _STEP(y, g, S, h, r0, r1, r2, r3, lr, t, b1t, b2t)
+        nit += 1
+        nfev += fpe
+        njev += 1
+        f, g = _evaluate(fun, jac, x, args)
+    if len(g) != n:
+        status = BADGRAD
+    elif not (z == 0.0):
+        status = NONFINITE
+    else:
+        gnorm = gn
+        if gn <= gtol:
+            status = GTOL
+        elif nit >= maxiter:
+            status = MAXITER
+        else:
+            status = MAXFEV
+    ip[NIT] = nit
+    ip[STEP] = t
+    ip[NFEV] = nfev
+    ip[NJEV] = njev
+    fp[B1T] = b1t
+    fp[B2T] = b2t
+    fp[LR_USED] = lr
+    fp[GNORM] = gnorm
+    gc = W[GY]
+    if status != BADGRAD:
+        for i in range(n):
+            gc[i] = g[i]
+    return status, ff, gc.copy(), B
+
+
+_STEPS_F = (_step_adam_f, _step_adamax_f, _step_sgd_f, _step_adagrad_f,
+            _step_rmsprop_f, _step_adadelta_f)
+_LR_AT = njit(**JIT)(_renamed(_schedules.evaluate, "_lr_at"))
+
+
+@njit(inline="always", **JIT)
+def _fixed(h, c):
+    # h with the entries of c that are not nan (constants: LLVM folds them)
+    return (c[0] if c[0] == c[0] else h[0], c[1] if c[1] == c[1] else h[1],
+            c[2] if c[2] == c[2] else h[2], c[3] if c[3] == c[3] else h[3],
+            c[4] if c[4] == c[4] else h[4], c[5] if c[5] == c[5] else h[5],
+            c[6] if c[6] == c[6] else h[6], c[7] if c[7] == c[7] else h[7],
+            c[8] if c[8] == c[8] else h[8])
+
+
+def _spec(ip, fp):
+    """What an inlined loop compiles in: the rows of the state arrays, the
+    schedule's code and the hyperparameters that are 0 or 1 (the flags, and
+    off features such as weight decay), nan for the others."""
+    h = fp[H0:H0 + 9]
+    return (tuple(int(r) for r in ip[ROW0:ROW0 + 4]), int(ip[SCHED_CODE]),
+            tuple(float(v) if v in (0.0, 1.0) else math.nan for v in h))
+
+
+def _lean_loop(kind, name, evaluate=_evaluate, spec=None):
+    """:func:`_run_lean` compiled for optimizer ``kind`` and ``evaluate``.
+
+    With a :func:`_spec` ``spec`` (the inlined loops), the step is inlined
+    by Numba and the spec compiled in; without (the first-class loops,
+    already slowed by the indirect call) it calls the separately compiled
+    and cached step, which spares 8 s of compilation per optimizer.
+    """
+    rows, code, hc = spec if spec is not None else ((0, 0, 0, 0), 0,
+                                                    (math.nan,) * 9)
+    step = _STEPS[kind] if spec is not None else _STEPS_F[kind]
+    return njit(nogil=True, error_model="numpy")(_renamed(
+        _run_lean, name, _STEP=step, _evaluate=evaluate,
+        _SPEC=spec is not None, _SPEC_ROWS=rows, _SPEC_CODE=code,
+        _SPEC_H=hc))
 
 
 #: The compiled loop of each optimizer kind (module-level dispatchers).

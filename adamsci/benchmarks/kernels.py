@@ -8,6 +8,10 @@ and reported as ratios (absolute times on a shared machine drift by +-20 %):
 * ``ceiling``: a Numba kernel with Adam's memory traffic (reads p, g, m, v;
   writes p, m, v) and trivial arithmetic, dispatched like adamsci (serial
   below the parallel threshold, ``prange`` above) -- the bandwidth ceiling;
+* ``checked ceiling``: the ceiling kernel preceded by adamsci's non-finite
+  scan of g: the floor for any step that guarantees to write nothing when g
+  holds a NaN, since it must read all of g before its first write (5 reads
+  + 3 writes per element);
 * ``numpy``: Adam in NumPy with preallocated ``out=`` buffers;
 * ``torch``: ``torch.optim.Adam(fused=True)`` on the CPU, when importable
   (same number of threads as Numba).
@@ -100,7 +104,9 @@ def _case(n, dtype, torch, quick):
     state_ignore = opt_ignore.init(x.copy())
     x_ignore = x.copy()
     kernel, nchunks = opt._pick_kernel(n)
-    ceil = _ceiling_parallel if kernel is cpu.adam_step_parallel else _ceiling
+    parallel = kernel is cpu.adam_step_parallel
+    ceil = _ceiling_parallel if parallel else _ceiling
+    check = cpu._check_parallel if parallel else cpu._check
     cp, cg, cm, cv = (x.copy(), g.copy(), np.zeros_like(x), np.zeros_like(x))
     npp, npm, npv, buf = x.copy(), np.zeros_like(x), np.zeros_like(x), \
         np.empty_like(x)
@@ -108,6 +114,8 @@ def _case(n, dtype, torch, quick):
         "adamsci": lambda: opt.step(x, g, state),
         "no check": lambda: opt_ignore.step(x_ignore, g, state_ignore),
         "ceiling": lambda: ceil(cp, cg, cm, cv, nchunks),
+        "checked ceiling": lambda: (check(cg, nchunks),
+                                    ceil(cp, cg, cm, cv, nchunks)),
         "numpy": lambda: _numpy_adam(npp, g, npm, npv, 10, buf),
     }
     if torch is not None:
@@ -189,8 +197,8 @@ def run(quick=False, sizes=None):
              " GB/s counts 4 reads + 3 writes per parameter)", ""]
     head = (f"{'n':>10} {'dtype':>7} | {'us/step':>9} {'ns/param':>8} "
             f"{'GB/s':>6} | {'vs ceiling':>10} {'vs numpy':>8} "
-            f"{'vs torch':>8} | {'check cost':>10} | {'no check:':>9} "
-            f"{'vs ceil':>7} {'vs torch':>8}")
+            f"{'vs torch':>8} | {'check cost':>10} {'vs checked':>10} | "
+            f"{'no check:':>9} {'vs ceil':>7} {'vs torch':>8}")
     lines += [head, "-" * len(head)]
     for n in sizes:
         for dtype in (np.float32, np.float64):
@@ -204,12 +212,15 @@ def run(quick=False, sizes=None):
                 f"{n:>10,} {np.dtype(dtype).name:>7} | {a * 1e6:9.2f} "
                 f"{a / n * 1e9:8.3f} {gbs:6.1f} | {t['ceiling'] / a:10.3f} "
                 f"{t['numpy'] / a:8.2f} {vs_t} | "
-                f"{(a / nc - 1) * 100:+9.1f}% | {'':>9} "
+                f"{(a / nc - 1) * 100:+9.1f}% "
+                f"{t['checked ceiling'] / a:10.3f} | {'':>9} "
                 f"{t['ceiling'] / nc:7.3f} {nc_t}")
     lines.append("")
     lines.append("vs ceiling = ceiling time / adamsci time (1.00 = at the "
                  "bandwidth ceiling); check cost = time with the non-finite "
                  "check (the default, nonfinite='raise') / without - 1; "
+                 "vs checked = checked ceiling time / adamsci time (the "
+                 "ceiling for a step that reads all of g before writing); "
                  "'no check' = nonfinite='ignore'.")
     vec = vectorised()
     lines.append("vectorised serial loop (packed SIMD sqrt/div/mul/fma "
