@@ -568,15 +568,12 @@ def _run_template(fun, jac, it, args, x, y, S, fp, ip, W, B, meta):
     # address keeps its code out of this module (Numba would otherwise link
     # and re-optimise all six optimizers' steps in every compiled loop).
     if _fast_ok(ip, fp):
-        if _lean_ok(ip, meta):
-            return _LEAN(fun, jac, args, x, y, S, fp, ip, W, B)
         return _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, _KIND)
     return _run_generic(fun, jac, it, args, x, y, S, fp, ip, W, B, meta)
 
 
 def _with_kind(kind, name):
-    return njit(**JIT)(_renamed(_run_template, name, _KIND=kind,
-                                _LEAN=_lean_loop(kind, name + "_lean")))
+    return njit(**JIT)(_renamed(_run_template, name, _KIND=kind))
 
 
 _FTYPES = {}
@@ -634,15 +631,16 @@ def run(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     *args)`` returns ``g``. The first evaluation (at x0) is done here too
     and counted by the caller in ``ip[NFEV]``. ``kind`` is ``ip[KIND]``.
 
-    Without bounds, ``x_scale``, ``ftol``, ``xtol``, ``nonfinite="skip"``
-    and recording, the loop is :func:`_run_lean`: counters in local
-    variables, the gradient read where the objective returned it, every
-    reason to stop tested in one branch; compiled around the objective when
-    it has a disk cache (:func:`_inline_loop`), else called with the
+    Without bounds, ``x_scale``, ``ftol``, ``xtol`` and
+    ``nonfinite="skip"``, an objective with a disk cache gets
+    :func:`_run_lean` compiled around it (:func:`_inline_loop`: counters in
+    local variables, the gradient read where the objective returned it,
+    every reason to stop tested in one branch) unless the run is recorded;
+    other objectives, and recorded runs, get :func:`_run_fast` with the
     objective as a first-class function (``_RUNS``, compiled once per
-    signature and dtype). With recording it is :func:`_run_fast`;
-    otherwise the loop calls :func:`iterate` (:func:`_run_generic`). All
-    give the same results as the Python loop, bit for bit.
+    signature and dtype). The other runs call :func:`iterate` from
+    :func:`_run_generic`. All give the same results as the Python loop,
+    bit for bit.
 
     ``B`` and ``meta`` are the history recorder's buffer and layout
     (:mod:`adamsci._record`; ``meta`` empty: no recording): every evaluation
@@ -894,20 +892,15 @@ def _run_lean(fun, jac, args, x, y, S, fp, ip, W, B):
     # _run_fast without the recorder and the step norm, and without copying
     # the gradient: the optimizer reads it where the objective returned it
     # (array or tuple), cast to the parameters' dtype as the copy would be.
-    # A template: _lean_loop compiles a copy per optimizer (_STEP) and
-    # evaluation (_evaluate), not cached itself (its callers are). Its
-    # callees are compiled separately and inlined by LLVM: Numba's own
-    # inline="always" would take seconds to compile this loop.
+    # A template: _lean_loop compiles a copy per objective (_evaluate),
+    # optimizer (_STEP, inlined by Numba) and _spec (compiled in: the rows
+    # of the state, the schedule's code, the 0/1 hyperparameters); not
+    # cached itself, its caller (_inline_loop) is.
     n = y.size
     T = y.dtype.type
-    if _SPEC:       # the layout, schedule and flags, compiled in
-        r0, r1, r2, r3 = _SPEC_ROWS
-        code = _SPEC_CODE
-        h = _fixed(_hyper(fp), _SPEC_H)
-    else:
-        r0, r1, r2, r3 = ip[ROW0], ip[ROW0 + 1], ip[ROW0 + 2], ip[ROW0 + 3]
-        code = ip[SCHED_CODE]
-        h = _hyper(fp)
+    r0, r1, r2, r3 = _SPEC_ROWS
+    code = _SPEC_CODE
+    h = _fixed(_hyper(fp), _SPEC_H)
     nit, t = ip[NIT], ip[STEP]
     nfev, njev, fpe = ip[NFEV], ip[NJEV], ip[FPE]
     maxiter, maxfev = ip[MAXITER_], ip[MAXFEV_]
@@ -977,8 +970,6 @@ def _run_lean(fun, jac, args, x, y, S, fp, ip, W, B):
     return status, ff, gc.copy(), B
 
 
-_STEPS_F = (_step_adam_f, _step_adamax_f, _step_sgd_f, _step_adagrad_f,
-            _step_rmsprop_f, _step_adadelta_f)
 _LR_AT = njit(**JIT)(_renamed(_schedules.evaluate, "_lr_at"))
 
 
@@ -1001,21 +992,14 @@ def _spec(ip, fp):
             tuple(float(v) if v in (0.0, 1.0) else math.nan for v in h))
 
 
-def _lean_loop(kind, name, evaluate=_evaluate, spec=None):
-    """:func:`_run_lean` compiled for optimizer ``kind`` and ``evaluate``.
-
-    With a :func:`_spec` ``spec`` (the inlined loops), the step is inlined
-    by Numba and the spec compiled in; without (the first-class loops,
-    already slowed by the indirect call) it calls the separately compiled
-    and cached step, which spares 8 s of compilation per optimizer.
-    """
-    rows, code, hc = spec if spec is not None else ((0, 0, 0, 0), 0,
-                                                    (math.nan,) * 9)
-    step = _STEPS[kind] if spec is not None else _STEPS_F[kind]
+def _lean_loop(kind, name, evaluate, spec):
+    """:func:`_run_lean` compiled for optimizer ``kind``, ``evaluate`` (a
+    function calling the objective by name) and the :func:`_spec`
+    ``spec``, with the step inlined."""
+    rows, code, hc = spec
     return njit(nogil=True, error_model="numpy")(_renamed(
-        _run_lean, name, _STEP=step, _evaluate=evaluate,
-        _SPEC=spec is not None, _SPEC_ROWS=rows, _SPEC_CODE=code,
-        _SPEC_H=hc))
+        _run_lean, name, _STEP=_STEPS[kind], _evaluate=evaluate,
+        _SPEC_ROWS=rows, _SPEC_CODE=code, _SPEC_H=hc))
 
 
 #: The compiled loop of each optimizer kind (module-level dispatchers).
