@@ -882,7 +882,6 @@ def _run_fast(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
     return status, ff, gc.copy(), B
 
 
-@njit(**JIT)
 def _lean_ok(ip, meta):
     """True when the fast loop need not record nor measure steps."""
     return meta.size == 0 and ip[WANT_STEPNORM] == 0

@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels.cpu import _renamed
+from .kernels import _interleaved
 
 STEPS = 20_000
 LR = 0.02
@@ -135,32 +136,17 @@ def _best(fn, repeats):
     return best, out
 
 
-def _interleaved(fns, repeats):
-    """Best time of each of ``fns`` (a dict), run in turn ``repeats`` times
-    so that a slow spell of the machine hits them all alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
-
-
 _PROCESS_SCRIPT = """
-import time, numpy as np, adamsci
+import numpy as np, adamsci
+from adamsci.benchmarks.kernels import _interleaved
 from adamsci.benchmarks.minimize import rosen_fg_tuple, _hand_adam
 x0 = np.array([-1.2, 1.0])
 n = {steps}
-fns = (lambda: adamsci.adam(rosen_fg_tuple, x0, jac=True, learning_rate=0.02,
-                            gtol=0.0, maxiter=n),
-       lambda: _hand_adam(x0.copy(), n, 0.02, 0.9, 0.999, 1e-8))
-best = [float("inf")] * 2
-for _ in range(8):
-    for k, fn in enumerate(fns):
-        t = time.perf_counter(); fn(); best[k] = min(best[k],
-                                                     time.perf_counter() - t)
-print(best[0] / n * 1e6, best[1] / n * 1e6)
+t = _interleaved({{
+    "compiled": lambda: adamsci.adam(rosen_fg_tuple, x0, jac=True,
+                                     learning_rate=0.02, gtol=0.0, maxiter=n),
+    "hand": lambda: _hand_adam(x0.copy(), n, 0.02, 0.9, 0.999, 1e-8)}}, 1, 8)
+print(t["compiled"] / n * 1e6, t["hand"] / n * 1e6)
 """
 
 
@@ -205,9 +191,9 @@ def run(quick=False):
                                          maxiter=steps, **opts),
         "hand": lambda: _hand_adam(x0.copy(), steps, LR, 0.9, 0.999, 1e-8),
     }
-    for fn in fns.values():      # compile (or load) every path
-        fn()
-    t = _interleaved(fns, reps)
+    # each path is called once first (compiled or loaded), then timed in
+    # turn, one call per round
+    t = _interleaved(fns, 1, reps)
     rows = []
     compiled = t["tuple"] / steps * 1e6
     rows.append((f"adamsci compiled ({steps} steps, per call)", compiled))
