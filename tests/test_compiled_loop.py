@@ -123,6 +123,7 @@ def test_nonfinite_gradient_mid_run_keeps_the_last_finite_step():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("form", ["array", "tuple"])
 @pytest.mark.parametrize("options", [
     dict(method="adam", learning_rate=schedules.inverse_sqrt(0.2),
          amsgrad=True, ema_decay=0.9, weight_decay=0.01),
@@ -132,10 +133,43 @@ def test_nonfinite_gradient_mid_run_keeps_the_last_finite_step():
     dict(method="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
     dict(method="rmsprop", learning_rate=0.01, centered=True, momentum=0.5),
 ])
-def test_flags_compiled_into_the_loop_change_nothing(options):
-    # the inlined loop compiles the 0/1 hyperparameters in as constants
-    _assert_same(_runs(quad_array, X0, args=(A, B), maxiter=200, gtol=0.0,
+def test_flags_compiled_into_the_loop_change_nothing(options, form):
+    # the inlined loop compiles the 0/1 hyperparameters in as constants;
+    # with a tuple gradient it runs on copies of x and of every state row
+    # (up to four: AMSGrad with averaging) kept in registers
+    fun, args = (quad_array, (A, B)) if form == "array" else (quad_tuple, ())
+    _assert_same(_runs(fun, X0, args=args, maxiter=200, gtol=0.0,
                         **options))
+    if form == "tuple":
+        assert any(name.startswith(f"lean_{options['method']}_k3_")
+                   for name in _compiled._INLINE)
+
+
+def test_tuple_gradients_get_the_loop_in_registers():
+    adamsci.adam(quad_tuple, X0, jac=True, maxiter=3)
+    assert any(name.startswith("lean_adam_k3_") for name in _compiled._INLINE)
+    # an array gradient: the loop on x and the state in place
+    adamsci.adam(quad_array, X0, args=(A, B), jac=True, maxiter=3)
+    assert any(name.startswith("lean_adam_") and "_k" not in name
+               for name in _compiled._INLINE)
+
+
+def test_stack_arrays_have_constant_shapes_and_strides():
+    from adamsci.kernels.cpu import stack_empty, stack_empty_2d
+
+    @njit
+    def fill():
+        a = stack_empty(3, np.float32)
+        b = stack_empty_2d(4, 3, np.float64)
+        for i in range(3):
+            a[i] = i
+            for r in range(4):
+                b[r, i] = 10 * r + i
+        return a.copy(), b.copy(), b.strides
+    a, b, strides = fill()
+    np.testing.assert_array_equal(a, np.arange(3, dtype=np.float32))
+    np.testing.assert_array_equal(b, 10 * np.arange(4)[:, None] + np.arange(3))
+    assert strides == (24, 8) and a.dtype == np.float32
 
 
 def test_float32_parameters_and_float64_gradient():
