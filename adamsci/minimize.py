@@ -369,29 +369,35 @@ class _Run:
             self.W[C.LO] = -np.inf
             self.W[C.HI] = np.inf
         # optimizer state: active arrays are rows of S; step is ip[STEP]
-        init = opt.init(self.y) if state0 is None else state0
+        # a new state is zeros unless the optimizer says otherwise (AdaGrad's
+        # initial accumulator): S is made of zeros, so it is not built twice
+        zeros = state0 is None and type(opt)._initial is _optimizers.Optimizer._initial
+        init = state0 if state0 is not None else None if zeros else \
+            opt.init(self.y)
         fields = opt.State._fields[1:]
         active = opt._active()
         k = sum(active)
         self.S = np.zeros((max(k, 1), n), dtype)
         arrays = []
+        empty = np.empty(0, dtype)
         r = 0
         for j, (name, on) in enumerate(zip(fields, active)):
             if on:
-                self.S[r] = getattr(init, name)
+                if init is not None:
+                    self.S[r] = getattr(init, name)
                 self.ip[C.ROW0 + j] = r
                 arrays.append(self.S[r])
                 r += 1
             else:
                 self.ip[C.ROW0 + j] = -1
-                arrays.append(np.empty(0, dtype))
+                arrays.append(empty)
         for j in range(len(fields), 4):
             self.ip[C.ROW0 + j] = -1
-        t = int(np.asarray(init.step).reshape(-1)[0])
+        t = 0 if init is None else int(np.asarray(init.step).reshape(-1)[0])
         self.ip[C.STEP] = t
         if opt.name in ("adam", "adamax"):
-            self.fp[C.B1T] = C.powers(opt.beta1, t)
-            self.fp[C.B2T] = C.powers(opt.beta2, t)
+            self.fp[C.B1T] = C.powers(opt.beta1, t) if t else 1.0
+            self.fp[C.B2T] = C.powers(opt.beta2, t) if t else 1.0
         self.state = opt.State(self.ip[C.STEP:C.STEP + 1], *arrays)
         self.ip[C.KIND] = C.KINDS[opt.name]
         hyper = [float(h) for h in opt._hyper]
@@ -468,7 +474,7 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
         raise ValueError(f"x0 must be 1-D, got shape {x0.shape}")
     if x0.size == 0:
         raise ValueError("x0 is empty")
-    if np.iscomplexobj(x0) or not np.issubdtype(x0.dtype, np.number):
+    if x0.dtype.kind not in "iuf":        # bool, complex, object, ...
         raise TypeError(f"x0 must be real, got dtype {x0.dtype}")
     if x0.dtype not in (np.float32, np.float64):
         x0 = x0.astype(np.float64)
