@@ -47,6 +47,7 @@ from . import history as _history
 from . import optimizers as _optimizers
 from . import schedules as _schedules
 from .objectives import MinibatchObjective
+from numba.core.registry import CPUDispatcher as _CPUDispatcher
 
 __all__ = ["adam", "adamax", "sgd", "adagrad", "rmsprop", "adadelta",
            "MESSAGES"]
@@ -189,11 +190,7 @@ def _doc(text):
 
 # -- option parsing -----------------------------------------------------------
 def _is_dispatcher(obj):
-    try:
-        from numba.core.registry import CPUDispatcher
-    except ImportError:             # pragma: no cover
-        return False
-    return isinstance(obj, CPUDispatcher)
+    return isinstance(obj, _CPUDispatcher)
 
 
 def _look_through(fun):
@@ -205,6 +202,8 @@ def _look_through(fun):
 
 
 def _positive_int(name, value, lo=1):
+    if type(value) is int and value >= lo:          # the common case, fast
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
@@ -212,6 +211,9 @@ def _positive_int(name, value, lo=1):
 
 
 def _nonneg(name, value, hi=None):
+    if type(value) is float and 0.0 <= value < (math.inf if hi is None
+                                                else hi):
+        return value                                # the common case, fast
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -476,7 +478,7 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
         raise ValueError("x0 is empty")
     if x0.dtype.kind not in "iuf":        # bool, complex, object, ...
         raise TypeError(f"x0 must be real, got dtype {x0.dtype}")
-    if x0.dtype not in (np.float32, np.float64):
+    if x0.dtype.char not in "fd":
         x0 = x0.astype(np.float64)
     x0 = np.array(x0, copy=True, order="C")
     if not np.isfinite(x0).all():

@@ -90,6 +90,11 @@ def _state_class(name, fields):
 
 def _real(name, value, lo=None, hi=None, lo_open=False, hi_open=True):
     """Validate a real hyperparameter: finite and inside [lo, hi)."""
+    if type(value) is float and (lo is None or (value > lo if lo_open
+                                                else value >= lo)) and (
+            hi is None or (value < hi if hi_open else value <= hi)) and \
+            math.isfinite(value):
+        return value                                # the common case, fast
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
