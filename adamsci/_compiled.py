@@ -38,6 +38,9 @@ in one of two forms:
   (:func:`_inline_loop`). It is cached on disk under a name made from the
   objective's identity, as Numba's own cache sees it, so that it is compiled
   once per objective and set of flags (1.5-2.5 s), not once per process.
+  When the objective returns its gradient as a tuple of at most
+  ``MAX_REGS`` entries, the loop runs on stack copies of x and of the state
+  (:func:`_to_registers`), which LLVM keeps in registers.
 * Otherwise the loop receives the objective as a first-class function (its
   type is its signature, not the function), so each optimizer's loop is
   compiled once per signature and dtype and cached on disk; a new objective
