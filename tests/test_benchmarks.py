@@ -20,6 +20,12 @@ def test_minimize_benchmark_quick_path():
         assert row in table
     # the compiled and the Python loop end at the same x, bit for bit
     assert "compiled == Python loop (bitwise): True" in table
+    # the innermost loop was found in the assembly: a two-parameter Adam
+    # step with its checks is tens of instructions, not zero nor thousands
+    m = re.search(r"innermost loop: (\d+) instructions, (\d+) loads from "
+                  r"and (\d+) stores", table)
+    assert m and 30 < int(m.group(1)) < 400
+    assert int(m.group(3)) <= int(m.group(1))
 
 
 @pytest.mark.slow

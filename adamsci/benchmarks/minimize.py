@@ -171,6 +171,55 @@ def across_processes(steps, processes):
     return out
 
 
+def hot_loop_stats():
+    """``(instructions, stack loads, stack stores)`` of the compiled loop's
+    innermost loop for the benchmark's objective, read from its assembly (a
+    copy compiled without the disk cache, whose assembly Numba keeps). The
+    stores are values carried from one iteration to the next through memory
+    because LLVM ran out of registers; each changes the loop's speed, and
+    small edits to the loop's source change how many there are."""
+    import adamsci
+    from numba import njit as _njit
+    from .. import _compiled as C
+    from ..kernels.cpu import _renamed
+
+    seen = {}
+    run_ = C.run
+
+    def spy(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind):
+        seen.update(spec=C._spec(ip, fp), arrays=(args, x, y, S, fp, ip, W,
+                                                  B))
+        return run_(fun, jac, args, x, y, S, fp, ip, W, B, meta, kind)
+    C.run = spy
+    try:
+        adamsci.adam(rosen_fg_tuple, np.array(X0), jac=True,
+                     learning_rate=LR, gtol=0.0, maxiter=2)
+    finally:
+        C.run = run_
+    ev = _njit(inline="always", error_model="numpy")(_renamed(
+        C._evaluate_fg, "_hot_evaluate", _FUN=rosen_fg_tuple, _JAC=None))
+    loop = C._lean_loop(C.ADAM, "_hot_loop", ev, seen["spec"] + (2,))
+    loop(None, None, *seen["arrays"])
+    asm = next(iter(loop.inspect_asm().values())).split(".Lfunc_end0")[0]
+    lines = asm.splitlines()
+    body = []
+    for i, line in enumerate(lines[1:], 1):
+        if line.startswith(".LBB0_") and lines[i - 1].strip() == ".p2align\t4":
+            label = line[:-1]
+            for j in range(i, len(lines)):
+                ins = lines[j].split()
+                if ins and ins[0].startswith("j") and ins[-1] == label:
+                    if j - i > len(body):
+                        body = [q for q in lines[i:j + 1]
+                                if q.startswith("\t") and
+                                not q.startswith("\t.")]
+                    break
+    loads = sum("(%rsp)" in q and not q.rstrip().endswith("(%rsp)")
+                for q in body)
+    stores = sum(q.rstrip().endswith("(%rsp)") for q in body)
+    return len(body), loads, stores
+
+
 def run(quick=False):
     """Measure and return (and print) the table."""
     import adamsci
@@ -257,6 +306,10 @@ def run(quick=False):
                  f"{hand[0]:.4f}-{hand[-1]:.4f}; compiled / hand-written in "
                  f"the same process: median {ratio[mid]:.2f}, range "
                  f"{ratio[0]:.2f}-{ratio[-1]:.2f}")
+    n_ins, n_loads, n_stores = hot_loop_stats()
+    lines.append(f"compiled loop's innermost loop: {n_ins} instructions, "
+                 f"{n_loads} loads from and {n_stores} stores to the stack "
+                 f"(values carried through memory)")
     lines.append(f"targets: compiled <= 0.04 us/step; Python-loop overhead "
                  f"<= 3 us/iteration")
     res_c = adamsci.adam(rosen_fg_tuple, x0, maxiter=steps, **opts)
