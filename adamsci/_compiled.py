@@ -712,8 +712,8 @@ def _call_inline(entry, fun, jac, args, x, y, S, fp, ip, W, B, meta):
 
 
 def _inline_template(args, x, y, S, fp, ip, W, B):
-    # renamed per optimizer and objective by _inline_loop, with _LEAN (a
-    # copy of _run_lean that calls the objective directly) and _KIND bound
+    # renamed per optimizer and objective by _inline_loop, with _LEAN bound
+    # (a copy of _run_lean that calls the objective directly)
     return _LEAN(None, None, args, x, y, S, fp, ip, W, B)
 
 
@@ -744,9 +744,10 @@ def _inline_loop(kind, fun, jac, spec):
         return None
     # lean_adam_<hash>, or lean_adam_k<K>_<hash> with x and the state in
     # registers (a gradient returned as a tuple of K entries)
-    name = "lean_%s_%s%s" % (
-        _KIND_NAMES[kind], "k%d_" % spec[-1] if spec[-1] else "",
-        hashlib.sha256("|".join(tags + [repr(spec)]).encode()).hexdigest()[:20])
+    digest = hashlib.sha256("|".join(tags + [repr(spec)]).encode())
+    name = "lean_%s_%s%s" % (_KIND_NAMES[kind],
+                             "k%d_" % spec[-1] if spec[-1] else "",
+                             digest.hexdigest()[:20])
     loop = _INLINE.get(name)
     if loop is None:
         # a dispatcher passed as a value is a pointer to a Python object

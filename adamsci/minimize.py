@@ -40,6 +40,7 @@ import numbers
 import warnings
 
 import numpy as np
+from numba.core.registry import CPUDispatcher as _CPUDispatcher
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from . import _compiled as C
@@ -47,7 +48,6 @@ from . import history as _history
 from . import optimizers as _optimizers
 from . import schedules as _schedules
 from .objectives import MinibatchObjective
-from numba.core.registry import CPUDispatcher as _CPUDispatcher
 
 __all__ = ["adam", "adamax", "sgd", "adagrad", "rmsprop", "adadelta",
            "MESSAGES"]
@@ -371,11 +371,14 @@ class _Run:
             self.W[C.LO] = -np.inf
             self.W[C.HI] = np.inf
         # optimizer state: active arrays are rows of S; step is ip[STEP]
-        # a new state is zeros unless the optimizer says otherwise (AdaGrad's
-        # initial accumulator): S is made of zeros, so it is not built twice
-        zeros = state0 is None and type(opt)._initial is _optimizers.Optimizer._initial
-        init = state0 if state0 is not None else None if zeros else \
-            opt.init(self.y)
+        # S is made of zeros below: a new state that is zeros too (all but
+        # AdaGrad's initial accumulator) is not built a second time
+        if state0 is not None:
+            init = state0
+        elif type(opt)._initial is _optimizers.Optimizer._initial:
+            init = None
+        else:
+            init = opt.init(self.y)
         fields = opt.State._fields[1:]
         active = opt._active()
         k = sum(active)
