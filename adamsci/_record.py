@@ -3,19 +3,15 @@
 A run's history lives in one float64 array ``B`` of shape ``(capacity,
 NCOL + k * nsel)``: the scalar columns below, then the recorded parameters,
 gradient entries and raw temporal averages (``nsel`` columns each, for the
-ones that are on). :func:`record_row` appends one row in place; the Python
-side doubles ``B`` when it is full (:func:`grow`, also callable from
-compiled loops), so appending is amortised O(1) and no Python object is made
-per iteration. float32 parameters are stored exactly in float64 columns.
+ones that are on). :func:`record_row` appends one row in place; a full
+``B`` is replaced by a copy with twice the rows (:func:`grow`, also called
+from compiled loops), so appending is amortised O(1) and no Python object is
+made per iteration. float32 parameters are stored exactly in float64
+columns.
 
-``meta`` (int64) holds the layout, the counters and the indices of the slots
-of the minimize loop's ``fp``/``ip`` arrays (:mod:`adamsci._compiled`) that
-the recorder reads, so that this module does not depend on that layout.
-Every slot index is an argument, never a global (globals are frozen into the
-compiled code and cached).
-
-This module imports only NumPy and Numba: :mod:`adamsci._compiled` calls
-:func:`record_row` and :func:`grow` from its compiled loop.
+``meta`` (int64) holds the layout and the counters of the buffer (slots
+below). This module imports only NumPy and Numba: the minimize iteration
+(:func:`adamsci._loop.iterate`) calls :func:`record_row` itself.
 """
 import math
 
@@ -41,63 +37,53 @@ OFFSET = 2      # iterations done before this call (resume)
 XOFF = 3        # first column of x in B, -1 when x is not recorded
 GOFF = 4        # first column of grad, -1 when off
 AOFF = 5        # first column of the raw temporal average, -1 when off
-AROW = 6        # row of the loop's S that holds the average
-NSEL = 7        # number of recorded parameters
-FIRST = 8       # 1: record the starting point (a fresh run), 0: resumed
-FP_SNORM = 9    # fp slot of the last step's norm
-FP_LR = 10      # fp slot of the last step's learning rate
-IP_NIT = 11     # ip slot of the iteration counter
-IP_STEP = 12    # ip slot of the optimizer's step count
-PENDING = 13    # 1: the next evaluation's row is still to be recorded
-SEL0 = 16       # meta[SEL0:SEL0 + nsel]: indices of the recorded parameters
+NSEL = 6        # number of recorded parameters
+PENDING = 7     # 1: the next evaluation's row is still to be recorded
+SEL0 = 8        # meta[SEL0:SEL0 + nsel]: indices of the recorded parameters
 NMETA = SEL0
 
-#: Status of :func:`adamsci.history.iterate_record` when ``B`` must grow
-#: before the due row can be written (nothing else was done).
-FULL = -100
+#: A buffer and layout that record nothing (``meta`` empty).
+NO_B = np.empty((0, NCOL))
+NO_META = np.zeros(0, np.int64)
 
 
 @njit(inline="always", **JIT)
-def record_row(B, meta, x, g, f, fp, ip, S, epoch):
-    """Append the row of the current iteration if it is due.
+def _due(meta, nit):
+    return (nit + meta[OFFSET]) % meta[EVERY] == 0
 
-    Parameters
-    ----------
-    B : float64 array, shape (capacity, ncol)
-        The history buffer; a row is written at ``meta[ROWS]``.
-    meta : int64 array
-        Layout and counters (slots above).
-    x, g : 1-D arrays
-        Parameters and gradient at this iteration (x units).
-    f : float
-        Objective value at ``x``.
-    fp, ip, S : arrays
-        The minimize loop's float slots, int slots and optimizer state rows.
-    epoch : float
-        Epoch of the minibatch (NaN for other objectives).
 
-    Returns
-    -------
-    full : int
-        1 when ``B`` has no free row left (grow it before the next call).
+@njit(inline="always", **JIT)
+def is_full(B, meta, nit):
+    """True when the row of iteration ``nit`` is due and ``B`` has no room."""
+    return _due(meta, nit) and meta[ROWS] >= B.shape[0]
+
+
+@njit(**JIT)
+def record_row(B, meta, nit, x, g, f, step_norm, learning_rate, step, avg,
+               epoch):
+    """Append the row of iteration ``nit`` (of this call) if it is due.
+
+    ``x`` and ``g`` (array or tuple) are the parameters and gradient at
+    this iteration (x units), ``f`` the objective there, ``step_norm`` and
+    ``learning_rate`` those of the step that led there, ``step`` the
+    optimizer's step count, ``avg`` its raw temporal average (read only when
+    recorded), ``epoch`` the minibatch's epoch (NaN for other objectives).
+    The caller makes sure ``B`` has room (:func:`is_full`).
     """
-    it = ip[meta[IP_NIT]] + meta[OFFSET]
-    if it % meta[EVERY] != 0:
-        return 0
+    if not _due(meta, nit):
+        return
     r = meta[ROWS]
-    if r >= B.shape[0]:
-        return 1
-    B[r, IT] = it
+    B[r, IT] = nit + meta[OFFSET]
     B[r, EPOCH] = epoch
     B[r, FUN] = f
     s = 0.0
-    for i in range(g.size):
+    for i in range(len(g)):
         gi = np.float64(g[i])
         s += gi * gi
     B[r, GNORM] = math.sqrt(s)
-    B[r, SNORM] = fp[meta[FP_SNORM]]
-    B[r, LR] = fp[meta[FP_LR]]
-    B[r, STEP] = ip[meta[IP_STEP]]
+    B[r, SNORM] = step_norm
+    B[r, LR] = learning_rate
+    B[r, STEP] = step
     nsel = meta[NSEL]
     c = meta[XOFF]
     if c >= 0:
@@ -109,11 +95,21 @@ def record_row(B, meta, x, g, f, fp, ip, S, epoch):
             B[r, c + j] = g[meta[SEL0 + j]]
     c = meta[AOFF]
     if c >= 0:
-        a = meta[AROW]
         for j in range(nsel):
-            B[r, c + j] = S[a, meta[SEL0 + j]]
+            B[r, c + j] = avg[meta[SEL0 + j]]
     meta[ROWS] = r + 1
-    return 1 if r + 1 >= B.shape[0] else 0
+
+
+@njit(**JIT)
+def append_row(B, meta, nit, x, g, f, step_norm, learning_rate, step, avg,
+               epoch):
+    """:func:`record_row` from Python (:meth:`adamsci.history.Recorder.
+    append`); returns 1, nothing written, when ``B`` must grow first."""
+    if is_full(B, meta, nit):
+        return 1
+    record_row(B, meta, nit, x, g, f, step_norm, learning_rate, step, avg,
+               epoch)
+    return 0
 
 
 @njit(**JIT)
@@ -121,5 +117,9 @@ def grow(B):
     """A copy of ``B`` with twice the rows (at least 16)."""
     rows = max(2 * B.shape[0], 16)
     out = np.empty((rows, B.shape[1]), B.dtype)
-    out[:B.shape[0]] = B
+    # element by element: a slice assignment would compile Numba's
+    # shape-mismatch error message (string formatting, ~5 s on a new cache)
+    for r in range(B.shape[0]):
+        for c in range(B.shape[1]):
+            out[r, c] = B[r, c]
     return out

@@ -18,8 +18,127 @@ Conventions shared by all rules
   float64 once per step and cast them to the parameters' dtype, so float32
   parameters are updated in float32 arithmetic (as torch.optim does) and the
   loops vectorise at full SIMD width.
+
+Hyperparameters and per-step scalars
+------------------------------------
+Each optimizer's hyperparameters (all but the learning rate) travel as one
+:class:`typing.NamedTuple` (``AdamHyper``, ...): the optimizers build them,
+every kernel and loop reads them by field name, and Numba types each class
+apart, so that a loop compiled for Adam contains Adam's update only. The
+per-step scalars (bias corrections, complements such as ``1 - beta1``) of
+each optimizer are computed once, by its ``*_scalars`` function below, in
+float64 and then cast to the parameters' scalar type ``T``.
 """
 import math
+from typing import NamedTuple
+
+
+class AdamHyper(NamedTuple):
+    """Adam's hyperparameters (:class:`adamsci.Adam`); ``ema_decay`` 0: off."""
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    decoupled_weight_decay: bool
+    amsgrad: bool
+    bias_correction: bool
+    maximize: bool
+    ema_decay: float
+
+
+class AdaMaxHyper(NamedTuple):
+    """AdaMax's hyperparameters (:class:`adamsci.AdaMax`)."""
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    maximize: bool
+    ema_decay: float
+
+
+class SGDHyper(NamedTuple):
+    """SGD's hyperparameters (:class:`adamsci.SGD`)."""
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
+    maximize: bool
+
+
+class AdaGradHyper(NamedTuple):
+    """AdaGrad's hyperparameters (:class:`adamsci.AdaGrad`)."""
+    lr_decay: float
+    eps: float
+    weight_decay: float
+    maximize: bool
+
+
+class RMSPropHyper(NamedTuple):
+    """RMSProp's hyperparameters (:class:`adamsci.RMSProp`)."""
+    alpha: float
+    eps: float
+    momentum: float
+    centered: bool
+    weight_decay: float
+    maximize: bool
+
+
+class AdaDeltaHyper(NamedTuple):
+    """AdaDelta's hyperparameters (:class:`adamsci.AdaDelta`)."""
+    rho: float
+    eps: float
+    weight_decay: float
+    maximize: bool
+
+
+def adam_scalars(h, t, lr, T):
+    """Adam's per-step scalars for step ``t``, cast to ``T``: ``(step_size,
+    inv_sqrt_bc2, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
+    1 - lr * weight_decay, ema_decay, 1 - ema_decay)``.
+
+    ``step_size = lr / (1 - beta1**t)`` and ``inv_sqrt_bc2 = 1 / sqrt(1 -
+    beta2**t)`` (``lr`` and 1 without bias correction).
+    """
+    if h.bias_correction:
+        step_size = lr / (1.0 - h.beta1 ** t)
+        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - h.beta2 ** t)
+    else:
+        step_size, inv_sqrt_bc2 = lr, 1.0
+    return (T(step_size), T(inv_sqrt_bc2), T(h.beta1), T(1.0 - h.beta1),
+            T(h.beta2), T(1.0 - h.beta2), T(h.eps), T(h.weight_decay),
+            T(1.0 - lr * h.weight_decay), T(h.ema_decay),
+            T(1.0 - h.ema_decay))
+
+
+def adamax_scalars(h, t, lr, T):
+    """AdaMax's per-step scalars, cast to ``T``: ``(lr / (1 - beta1**t),
+    beta1, 1 - beta1, beta2, eps, weight_decay, ema_decay, 1 - ema_decay)``.
+    """
+    return (T(lr / (1.0 - h.beta1 ** t)), T(h.beta1), T(1.0 - h.beta1),
+            T(h.beta2), T(h.eps), T(h.weight_decay), T(h.ema_decay),
+            T(1.0 - h.ema_decay))
+
+
+def sgd_scalars(h, t, lr, T):
+    """SGD's per-step scalars: ``(lr, momentum, 1 - dampening,
+    weight_decay)``."""
+    return T(lr), T(h.momentum), T(1.0 - h.dampening), T(h.weight_decay)
+
+
+def adagrad_scalars(h, t, lr, T):
+    """AdaGrad's: ``(lr / (1 + (t - 1) lr_decay), eps, weight_decay)``."""
+    return T(lr / (1.0 + (t - 1) * h.lr_decay)), T(h.eps), T(h.weight_decay)
+
+
+def rmsprop_scalars(h, t, lr, T):
+    """RMSProp's: ``(lr, alpha, 1 - alpha, eps, momentum, weight_decay)``."""
+    return (T(lr), T(h.alpha), T(1.0 - h.alpha), T(h.eps), T(h.momentum),
+            T(h.weight_decay))
+
+
+def adadelta_scalars(h, t, lr, T):
+    """AdaDelta's: ``(lr, rho, 1 - rho, eps, weight_decay)``."""
+    return T(lr), T(h.rho), T(1.0 - h.rho), T(h.eps), T(h.weight_decay)
 
 
 def adam_coefficients(t, lr, beta1, beta2, bias_correction):

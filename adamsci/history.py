@@ -96,9 +96,6 @@ import os
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from numba import njit
-
-from . import _compiled as C
 from . import _record as R
 
 __all__ = ["Recorder", "Result", "concat", "open_history", "netcdf_attr",
@@ -338,12 +335,10 @@ class Recorder:
         meta[R.EVERY] = self.every
         meta[R.OFFSET] = self.offset
         meta[R.NSEL] = nsel
-        meta[R.FIRST] = 1 if self.offset == 0 else 0
+        # a fresh run records its starting point, a resumed one does not
+        # (it is the last row of the history it continues)
+        meta[R.PENDING] = 1 if self.offset == 0 else 0
         meta[R.SEL0:] = self.sel
-        # defaults for append(): slots of its own small fp/ip arrays
-        meta[R.FP_SNORM], meta[R.FP_LR] = 0, 1
-        meta[R.IP_NIT], meta[R.IP_STEP] = 0, 1
-        meta[R.AROW] = 0
         self.meta = meta
         self.ncol = col
         self.B = np.empty((max(int(capacity), 1), col))
@@ -355,8 +350,9 @@ class Recorder:
         return int(self.meta[R.ROWS])
 
     def grow(self):
-        """Double the capacity (called when a row fills the last slot)."""
+        """Double the capacity; returns the new buffer."""
         self.B = R.grow(self.B)
+        return self.B
 
     def reserve(self, rows):
         """Make room for ``rows`` rows in all (no shrinking)."""
@@ -378,16 +374,14 @@ class Recorder:
         if x.shape != (self.n,) or g.shape != (self.n,):
             raise ValueError(f"x and grad must have shape ({self.n},), got "
                              f"{x.shape} and {g.shape}")
-        fp = np.array([step_norm, learning_rate], np.float64)
-        ip = np.array([int(iteration) - self.offset,
-                       int(iteration if step is None else step)], np.int64)
         if avg is None:
-            S = np.zeros((1, self.n), self.dtype)
-        else:
-            S = np.ascontiguousarray(avg, self.dtype).reshape(1, self.n)
-        if R.record_row(self.B, self.meta, x, g, float(fun), fp, ip, S,
-                        float(epoch)):
-            self.grow()
+            avg = np.zeros(self.n, self.dtype)
+        avg = np.ascontiguousarray(avg, self.dtype).reshape(self.n)
+        args = (self.meta, int(iteration) - self.offset, x, g, float(fun),
+                float(step_norm), float(learning_rate),
+                int(iteration if step is None else step), avg, float(epoch))
+        if R.append_row(self.B, *args):
+            R.append_row(self.grow(), *args)
 
     # -- the Dataset --------------------------------------------------------
     def to_dataset(self, copy=True, data=None, coords=None):
@@ -601,9 +595,9 @@ class _Checkpoint:
         self.param_names = None if names is None else [str(s) for s in names]
 
 
-# loop values saved with the state: name -> (array, slot name in _compiled)
-_LOOP = {"f_ema": ("fp", "EMA"), "f_ema_weight": ("fp", "EMA_W"),
-         "f_best": ("fp", "BEST"), "stall": ("ip", "STALL")}
+# loop values saved with the state (fields of the run's counters,
+# adamsci._loop.COUNTERS)
+_LOOP = ("f_ema", "f_ema_weight", "f_best", "stall")
 _RUN_VARS = {_STATE + v for v in ("x", "y", "x_scale", "fun", "jac",
                                   "iteration", *_LOOP)}
 
@@ -622,13 +616,12 @@ class Session:
        ``session.state0``, ``session.scale`` (None: keep the loop's) and
        ``session.start`` (the saved ``(f, g)`` at ``x0``: the first
        evaluation is not repeated) replace the loop's.
-    2. ``session.attach(run)`` once the loop's arrays exist: restores the
-       loop values, the objective's shuffle state, asks for step norms.
-    3. ``hooked(hook, session)`` for the Python loop (``hook(run, f, g)``
-       after the first evaluation and after each step; its ``hot_loop``
-       fuses the recording into the per-iteration compiled call), or
-       ``buffers(session)`` (``B, meta``) for the compiled loop, which
-       calls ``_record.record_row`` itself and returns ``B``.
+    2. ``session.attach(run)`` once the loop's :class:`adamsci._loop.Run`
+       exists: restores the loop values and the objective's shuffle state.
+    3. The loops record through ``session.recorder`` (None: not
+       recorded), whose buffer :func:`adamsci._loop.iterate` writes, and
+       call ``session.on_step(f, g)`` (None: no progress bar) after each
+       evaluation that follows a step.
     4. ``session.finish(res, run)`` builds ``res.history``.
     """
 
@@ -696,74 +689,36 @@ class Session:
             self.rec.reserve(min(int(maxiter) // every + 2,
                                  _RESERVE // (8 * self.rec.ncol)))
         self.bar = None
-        self.hook = None
+        self.on_step = None
         self.run = None
+
+    @property
+    def recorder(self):
+        """The :class:`Recorder` the loop writes to, or None."""
+        return self.rec if self.every else None
 
     # -- before the loop ----------------------------------------------------
     def attach(self, run):
-        """Restore the loop values and the objective, ask for step norms."""
-        meta = self.rec.meta
-        meta[R.FP_SNORM], meta[R.FP_LR] = C.STEPNORM, C.LR_USED
-        meta[R.IP_NIT], meta[R.IP_STEP] = C.NIT, C.STEP
-        fields = self.opt.State._fields[1:]
-        if "avg" in fields:
-            j = fields.index("avg")
-            meta[R.AROW] = max(int(run.ip[C.ROW0 + j]), 0)
-        self.scale = getattr(run, "scale", None)
+        """Restore the loop values and the objective; make the bar."""
+        self.scale = run.a.scale if run.settings.scaled else None
         self.rec.scale = self.scale
-        if self.every:
-            run.ip[C.WANT_STEPNORM] = 1
         ck = self.ckpt
         if ck is not None:
-            if ck.y is not None and run.y is not run.x:
-                run.y[...] = ck.y
-                run.x[...] = ck.x
-            for k, (arr, slot) in _LOOP.items():
+            if ck.y is not None and run.settings.scaled:
+                run.a.y[...] = ck.y
+                run.a.x[...] = ck.x
+            for k in _LOOP:
                 if k in ck.loop:
-                    getattr(run, arr)[getattr(C, slot)] = ck.loop[k]
+                    run.counters[k] = ck.loop[k]
             if ck.objective is not None:
                 self.objective.set_state(ck.objective)
         if self.progress:
-            self.bar = _Progress(int(self.opts.get("maxiter") or 0),
-                                 self.offset, self.start is None,
-                                 f"adamsci.{self.opt.name}")
+            bar = self.bar = _Progress(int(self.opts.get("maxiter") or 0),
+                                       self.offset,
+                                       f"adamsci.{self.opt.name}")
+            self.on_step = lambda f, g: bar.update(f)
         self.run = run
-        self.hook = self._make_hook(run)
         return self
-
-    def _make_hook(self, run):
-        if not self.every and self.bar is None:
-            return None
-        kernel = R.record_row
-        rec = self.rec
-        meta = rec.meta
-        x, fp, ip, S = run.x, run.fp, run.ip, run.S
-        nan = math.nan
-        k = self.every
-        objective = self.objective if self.minibatch else None
-        bar = self.bar
-        if k == 1 and objective is None and bar is None:
-            def hook(run, f, g):
-                if kernel(rec.B, meta, x, g, f, fp, ip, S, nan):
-                    rec.B = R.grow(rec.B)
-            return _Hook(hook, self)
-        # calls come at iterations first, first + 1, ...: count down to the
-        # next multiple of k instead of dispatching the kernel every time
-        first = 0 if self.start is None else self.offset + 1
-        left = (-first) % k + 1 if k else 0
-
-        def hook(run, f, g):
-            nonlocal left
-            if bar is not None:
-                bar.update(f)
-            if k:
-                left -= 1
-                if left == 0:
-                    left = k
-                    ep = nan if objective is None else objective.epoch
-                    if kernel(rec.B, meta, x, g, f, fp, ip, S, ep):
-                        rec.B = R.grow(rec.B)
-        return _Hook(hook, self)
 
     # -- after the loop -------------------------------------------------------
     def finish(self, res, run=None, B=None):
@@ -780,7 +735,7 @@ class Session:
         dims = ("state_param",)
         state = {"state_x": (dims, np.array(res.x, copy=True))}
         if self.scale is not None:
-            state["state_y"] = (dims, run.y.copy())
+            state["state_y"] = (dims, run.a.y.copy())
             state["state_x_scale"] = (dims, np.asarray(self.scale,
                                                        np.float64))
         state["state_fun"] = ((), float(res.fun))
@@ -788,13 +743,12 @@ class Session:
         st = run.state.to_dict()
         state["state_step"] = ((), np.int64(st.pop("step")[0]))
         state["state_iteration"] = ((), np.int64(self.offset +
-                                                 int(run.ip[C.NIT])))
+                                                 int(run.counters["nit"][0])))
         for name, arr in st.items():
             if arr.size:
                 state[_STATE + name] = (dims, arr)
-        for k, (arr, slot) in _LOOP.items():
-            v = getattr(run, arr)[getattr(C, slot)]
-            state[_STATE + k] = ((), v.item())
+        for k in _LOOP:
+            state[_STATE + k] = ((), run.counters[k][0].item())
         # views of the buffer, unless the run stopped early and most of the
         # reservation is unused (copies then free it)
         rec = self.rec
@@ -851,117 +805,20 @@ _STATE_LONG = {
 }
 
 
-class _Hook:
-    """The Python loop's hook: ``hook(run, f, g)`` after each evaluation.
-
-    ``hot_loop`` (None with a progress bar) runs the minimize hot loop with
-    the recording fused into the per-iteration compiled call
-    (:func:`iterate_record`): no extra dispatch per iteration.
-    """
-
-    def __init__(self, fn, session):
-        self.fn = fn
-        self.session = session
-        if session.bar is not None or not session.every:
-            self.hot_loop = None
-
-    def __call__(self, run, f, g):
-        self.fn(run, f, g)
-
-    def hot_loop(self, run, objective, xv, f, g, scalar, gradient):
-        """The minimize hot loop (``jac=True``, no args, no callback).
-
-        ``f, g`` are the (normalised) evaluation at ``x``, already passed
-        to the hook; ``scalar(f)`` and ``gradient(g, n, dtype)`` normalise
-        the objective's return values. Returns ``(status, f, g)``.
-        """
-        kernel = iterate_record
-        x, y, S, fp, ip, W = run.x, run.y, run.S, run.fp, run.ip, run.W
-        n, dtype = run.n, run.dtype
-        rec = self.session.rec
-        meta = rec.meta
-        B = rec.B
-        meta[R.PENDING] = 0         # this evaluation went to the hook
-        ndarray = np.ndarray
-        float64 = np.float64
-        minibatch = self.session.minibatch
-        ep = objective.epoch if minibatch else math.nan
-        full = R.FULL
-        while True:
-            status = kernel(x, y, g, f, S, fp, ip, W, B, meta, ep)
-            if status >= 0:
-                return status, f, g
-            if status == full:
-                B = rec.B = R.grow(B)
-                continue
-            f, g = objective(xv)
-            if type(f) is not float and type(f) is not float64:
-                f = scalar(f)
-            if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
-                g = gradient(g, n, dtype)
-            if minibatch:
-                ep = objective.epoch
-
-
-@njit(**R.JIT)
-def iterate_record(x, y, g, f, S, fp, ip, W, B, meta, epoch):
-    """Record the row of this evaluation if due, then ``_compiled.iterate``.
-
-    The evaluation ``(f, g)`` at ``x`` is recorded when it is the first one
-    after a step (``meta[PENDING]``); returns iterate's status, or
-    :data:`adamsci._record.FULL` (nothing done) when ``B`` must grow first.
-    """
-    if meta[R.PENDING] != 0:
-        it = ip[meta[R.IP_NIT]] + meta[R.OFFSET]
-        if it % meta[R.EVERY] == 0 and meta[R.ROWS] >= B.shape[0]:
-            return R.FULL
-        R.record_row(B, meta, x, g, f, fp, ip, S, epoch)
-        meta[R.PENDING] = 0
-    status = C.iterate(x, y, g, f, S, fp, ip, W)
-    if status == C.CONTINUE:
-        meta[R.PENDING] = 1
-    return status
-
-
-_NO_B = np.empty((0, R.NCOL))
-_NO_META = np.zeros(0, np.int64)
-
-
-def buffers(session):
-    """``(B, meta)`` for the compiled loop (empty ``meta``: no recording)."""
-    if session is None or not session.every:
-        return _NO_B, _NO_META
-    return session.rec.B, session.rec.meta
-
-
-def hooked(hook, session):
-    """The Python loop's hook: ``hook`` and the session's, either or both."""
-    mine = None if session is None else session.hook
-    if mine is None:
-        return hook
-    if hook is None:
-        return mine
-
-    def both(run, f, g):
-        mine(run, f, g)
-        hook(run, f, g)
-    return both
-
-
 # -----------------------------------------------------------------------------
 # progress bar
 # -----------------------------------------------------------------------------
 class _Progress:
     """A tqdm bar: iteration, smoothed objective, rate (tqdm.auto)."""
 
-    def __init__(self, total, offset, fresh, desc, smoothing=0.9, every=64):
+    def __init__(self, total, offset, desc, smoothing=0.9, every=64):
         from tqdm.auto import tqdm
         self.bar = tqdm(total=(offset + total) if total else None,
                         initial=offset, desc=desc, unit="it",
                         dynamic_ncols=True, leave=True)
         self.every = every
         self.count = 0
-        self.pending = -1 if fresh else 0     # iteration 0 is no step
+        self.pending = 0
         self.s = smoothing
         self.ema = 0.0
         self.w = 0.0

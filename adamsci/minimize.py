@@ -10,7 +10,7 @@ They share one loop: one objective evaluation per iteration (the value and
 gradient at the current ``x``), then one optimizer step; the result's
 ``fun`` and ``jac`` are those at ``res.x``, so ``nfev = nit + 1`` with an
 analytic gradient. The per-iteration work between two evaluations runs in
-one compiled call (:mod:`adamsci._compiled`); when ``fun`` (and ``jac``) are
+one compiled call (:func:`adamsci._loop.iterate`); when ``fun`` (and ``jac``) are
 Numba ``@njit`` functions the whole loop runs in Numba.
 
 Status codes
@@ -43,7 +43,8 @@ import numpy as np
 from numba.core.registry import CPUDispatcher as _CPUDispatcher
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
-from . import _compiled as C
+from . import _loop as L
+from . import _record
 from . import history as _history
 from . import optimizers as _optimizers
 from . import schedules as _schedules
@@ -54,20 +55,20 @@ __all__ = ["adam", "adamax", "sgd", "adagrad", "rmsprop", "adadelta",
 
 #: Message of each status code.
 MESSAGES = {
-    C.GTOL: "Optimization terminated successfully: the largest gradient "
+    L.GTOL: "Optimization terminated successfully: the largest gradient "
             "component is <= gtol.",
-    C.MAXITER: "Maximum number of iterations has been exceeded.",
-    C.MAXFEV: "Maximum number of function evaluations has been exceeded.",
-    C.NONFINITE: "The objective returned a non-finite value or gradient; it "
+    L.MAXITER: "Maximum number of iterations has been exceeded.",
+    L.MAXFEV: "Maximum number of function evaluations has been exceeded.",
+    L.NONFINITE: "The objective returned a non-finite value or gradient; it "
                  "was not applied: x and state are those of the last step "
                  "taken.",
-    C.FTOL: "Optimization terminated successfully: the smoothed objective "
+    L.FTOL: "Optimization terminated successfully: the smoothed objective "
             "improved by less than ftol for patience iterations.",
-    C.XTOL: "Optimization terminated successfully: the step is <= "
+    L.XTOL: "Optimization terminated successfully: the step is <= "
             "xtol * (xtol + |x|).",
-    C.CALLBACK: "`callback` raised `StopIteration`.",
+    L.CALLBACK: "`callback` raised `StopIteration`.",
 }
-_SUCCESS = (C.GTOL, C.FTOL, C.XTOL)
+_SUCCESS = (L.GTOL, L.FTOL, L.XTOL)
 
 #: Options of the loop shared by all methods, with their defaults.
 LOOP_OPTIONS = {
@@ -338,105 +339,77 @@ def _gradient(g, n, dtype):
     return np.ascontiguousarray(a.reshape(n))
 
 
-class _Run:
-    """The arrays of one run (see :mod:`adamsci._compiled`)."""
+def _normalizer(n, dtype):
+    """``normalize(f, g) -> (float, C-contiguous 1-D array of dtype)``."""
+    ndarray = np.ndarray
+    float64 = np.float64
 
-    def __init__(self, opt, x0, bounds, scale, state0):
-        n = x0.size
-        dtype = x0.dtype
-        self.opt = opt
-        self.dtype = dtype
-        self.n = n
-        self.fp = np.zeros(C.NFP)
-        self.ip = np.zeros(C.NIP, np.int64)
-        self.W = np.zeros((C.NW, n), dtype)
-        self.scale = scale
-        if scale is not None:
-            self.W[C.SCALE] = scale
-            self.y = (x0 / scale).astype(dtype)
-            self.x = (self.y * self.W[C.SCALE]).astype(dtype)
-        else:
-            self.W[C.SCALE] = 1
-            self.y = x0.copy()
-            self.x = self.y
-        self.ip[C.HAS_SCALE] = scale is not None
-        if bounds is not None:
-            lo, hi = bounds
-            if scale is not None:
-                lo, hi = lo / scale, hi / scale
-            self.W[C.LO] = lo
-            self.W[C.HI] = hi
-            self.ip[C.HAS_BOUNDS] = 1
-        else:
-            self.W[C.LO] = -np.inf
-            self.W[C.HI] = np.inf
-        # optimizer state: active arrays are rows of S; step is ip[STEP]
-        # S is made of zeros below: a new state that is zeros too (all but
-        # AdaGrad's initial accumulator) is not built a second time
-        if state0 is not None:
-            init = state0
-        elif type(opt)._initial is _optimizers.Optimizer._initial:
-            init = None
-        else:
-            init = opt.init(self.y)
-        fields = opt.State._fields[1:]
-        active = opt._active()
-        k = sum(active)
-        self.S = np.zeros((max(k, 1), n), dtype)
-        arrays = []
-        empty = np.empty(0, dtype)
-        r = 0
-        for j, (name, on) in enumerate(zip(fields, active)):
-            if on:
-                if init is not None:
-                    self.S[r] = getattr(init, name)
-                self.ip[C.ROW0 + j] = r
-                arrays.append(self.S[r])
-                r += 1
-            else:
-                self.ip[C.ROW0 + j] = -1
-                arrays.append(empty)
-        for j in range(len(fields), 4):
-            self.ip[C.ROW0 + j] = -1
-        t = 0 if init is None else int(np.asarray(init.step).reshape(-1)[0])
-        self.ip[C.STEP] = t
-        if opt.name in ("adam", "adamax"):
-            self.fp[C.B1T] = C.powers(opt.beta1, t) if t else 1.0
-            self.fp[C.B2T] = C.powers(opt.beta2, t) if t else 1.0
-        self.state = opt.State(self.ip[C.STEP:C.STEP + 1], *arrays)
-        self.ip[C.KIND] = C.KINDS[opt.name]
-        hyper = [float(h) for h in opt._hyper]
-        self.fp[C.H0:C.H0 + len(hyper)] = hyper
-        self.ip[C.MAXIMIZE] = bool(getattr(opt, "maximize", False))
-        self.fp[C.FSIGN] = -1.0 if self.ip[C.MAXIMIZE] else 1.0
-        sched = opt._schedule
-        if sched is None:
-            self.ip[C.SCHED_CODE] = 0
-            self.fp[C.SCHED_LR] = opt._lr
-            self.fp[C.LR] = opt._lr
-        elif isinstance(sched, _schedules.Schedule):
-            code, lr, a, b, flag = sched.as_tuple()
-            self.ip[C.SCHED_CODE] = code
-            self.fp[C.SCHED_LR] = lr
-            self.fp[C.SCHED_A] = a
-            self.fp[C.SCHED_B] = b
-            self.ip[C.SCHED_FLAG] = bool(flag)
-        else:
-            self.ip[C.SCHED_CODE] = -1
-        self.python_schedule = self.ip[C.SCHED_CODE] < 0
-        self.fp[C.BEST] = np.inf
-        self.fp[C.GNORM] = np.nan
-        self.fp[C.STEPNORM] = np.nan
-        self.fp[C.LR_USED] = np.nan
-        self.ip[C.MAXSKIP] = _MAXSKIP
+    def normalize(f, g):
+        if type(f) is not float and type(f) is not float64:
+            f = _scalar(f)
+        if (type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1
+                or not g.flags.c_contiguous):
+            g = _gradient(g, n, dtype)
+        return f, g
+    return normalize
 
-    def set_lr(self):
-        """Evaluate a Python schedule for the step about to be taken."""
-        self.fp[C.LR] = self.opt._learning_rate(self.state)
+
+def _evaluator(mode, objective, jac_fun, args, x, fd_method, box):
+    """``evaluate() -> (f, g)`` at ``x`` as the objective gives them."""
+    # the objective sees a read-only view: it cannot corrupt the iterate
+    xv = x.view()
+    xv.flags.writeable = False
+    if mode == _FG:
+        if not args:
+            return lambda: objective(xv)
+        return lambda: objective(xv, *args)
+    if mode == _F_G:
+        return lambda: (objective(xv, *args), jac_fun(xv, *args))
+    from scipy.optimize._numdiff import approx_derivative
+    fd_bounds = (-np.inf, np.inf) if box is None else box
+    n = x.size
+
+    def evaluate():
+        f = _scalar(objective(xv, *args))
+        if math.isfinite(f):
+            g = approx_derivative(objective, x.copy(), method=fd_method, f0=f,
+                                  args=args, bounds=fd_bounds)
+        else:
+            g = np.full(n, np.nan)
+        return f, g
+    return evaluate
+
+
+def _settings(opt, opts, n_calls, bounded, scaled, recorded):
+    """The run's :class:`adamsci._loop.Settings` from checked options."""
+    sched = opt._schedule
+    if sched is None:
+        code, lr, a, b, flag = 0, opt._lr, 0.0, 0.0, False
+    elif isinstance(sched, _schedules.Schedule):
+        code, lr, a, b, flag = sched.as_tuple()
+    else:
+        code, lr, a, b, flag = L.PYTHON_SCHEDULE, math.nan, 0.0, 0.0, False
+    return L.Settings(
+        gtol=opts["gtol"], ftol=opts["ftol"], f_smoothing=opts["f_smoothing"],
+        patience=opts["patience"], xtol=opts["xtol"],
+        maxiter=opts["maxiter"], maxfev=opts["maxfev"],
+        fev_per_eval=n_calls, skip_nonfinite=opts["nonfinite"] == "skip",
+        max_skip=_MAXSKIP, bounded=bounded, scaled=scaled,
+        sign=-1.0 if getattr(opt, "maximize", False) else 1.0,
+        want_step_norm=recorded, schedule=int(code), lr=float(lr),
+        schedule_a=float(a), schedule_b=float(b), schedule_flag=bool(flag))
+
+
+def _initial_state(opt, y, state0):
+    """The optimizer's state for ``y``: ``state0`` (resumed or given, as
+    arrays of its own) or a new one."""
+    if state0 is None:
+        return opt.init(y)
+    return opt.State(*(np.array(a, copy=True) for a in state0))
 
 
 def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
-              constraints, callback, options, _state0=None, _hook=None):
+              constraints, callback, options):
     # -- options -----------------------------------------------------------
     opts = dict(LOOP_OPTIONS)
     unknown = {}
@@ -452,14 +425,13 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
                       OptimizeWarning, stacklevel=4)
     if opts["tol"] is not None and "gtol" not in given:
         opts["gtol"] = opts["tol"]
-    maxiter = _positive_int("maxiter", opts["maxiter"])
-    maxfev = _I64MAX if opts["maxfev"] is None else _positive_int(
+    opts["maxiter"] = _positive_int("maxiter", opts["maxiter"])
+    opts["maxfev"] = _I64MAX if opts["maxfev"] is None else _positive_int(
         "maxfev", opts["maxfev"])
-    gtol = _nonneg("gtol", opts["gtol"])
-    ftol = _nonneg("ftol", opts["ftol"])
-    xtol = _nonneg("xtol", opts["xtol"])
-    patience = _positive_int("patience", opts["patience"])
-    f_smoothing = _nonneg("f_smoothing", opts["f_smoothing"], hi=1.0)
+    for k in ("gtol", "ftol", "xtol"):
+        opts[k] = _nonneg(k, opts[k])
+    opts["patience"] = _positive_int("patience", opts["patience"])
+    opts["f_smoothing"] = _nonneg("f_smoothing", opts["f_smoothing"], hi=1.0)
     nonfinite = opts["nonfinite"]
     if nonfinite not in _NONFINITE:
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got "
@@ -537,51 +509,48 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
                           "them", OptimizeWarning, stacklevel=4)
             x0 = np.clip(x0, lo, hi).astype(x0.dtype)
     session = _history.Session.create(opts, opt, x0, objective)
+    state0 = None
     if session is not None and session.ckpt is not None:    # resume
-        x0, _state0 = session.x0, session.state0
+        x0, state0 = session.x0, session.state0
     scale = _x_scale(opts["x_scale"], x0)
     if session is not None and session.scale is not None:
         scale = session.scale
     call_back = _callback_caller(callback)
-    # -- arrays ------------------------------------------------------------
-    run = _Run(opt, x0, box, scale, _state0)
+    n_calls = 1 if mode != _FD else (2 * n + 1 if fd_method == "3-point"
+                                     else n + 1)
+    if n_calls > opts["maxfev"]:
+        raise ValueError(f"maxfev={opts['maxfev']} is less than one "
+                         f"evaluation ({n_calls} objective calls)")
+    # -- the run -------------------------------------------------------------
+    recorder = None if session is None else session.recorder
+    settings = _settings(opt, opts, n_calls, box is not None,
+                         scale is not None, recorder is not None)
+    y0 = x0 if scale is None else (x0 / scale).astype(x0.dtype)
+    run = L.new_run(x0, _initial_state(opt, y0, state0), opt.hyper,
+                    settings, box, scale)
     if session is not None:
         session.attach(run)
-    fp, ip = run.fp, run.ip
-    fp[C.GTOL_] = gtol
-    fp[C.XTOL_] = xtol
-    fp[C.FTOL_] = ftol
-    fp[C.FSMOOTH] = f_smoothing
-    ip[C.PATIENCE] = patience
-    ip[C.SKIP_MODE] = nonfinite == "skip"
-    ip[C.MAXITER_] = maxiter
-    ip[C.MAXFEV_] = maxfev
-    fpe = 1 if mode != _FD else (2 * n + 1 if fd_method == "3-point"
-                                 else n + 1)
-    ip[C.FPE] = fpe
-    # -- which loop ----------------------------------------------------------
-    can_compile = (call_back is None and _hook is None
+    status = None
+    can_compile = (call_back is None
                    and (session is None or not session.progress)
-                   and not run.python_schedule and mode != _FD
-                   and _is_dispatcher(objective)
+                   and settings.schedule != L.PYTHON_SCHEDULE
+                   and mode != _FD and _is_dispatcher(objective)
                    and (mode == _FG or _is_dispatcher(jac_fun)))
     if compiled is True and not can_compile:
         raise ValueError(
             "compiled=True needs fun (and jac) to be Numba @njit functions, "
             "jac=True or a jitted jac, no callback, and a numeric or "
             "adamsci.schedules learning rate")
-    if fpe > maxfev:
-        raise ValueError(f"maxfev={maxfev} is less than one evaluation "
-                         f"({fpe} objective calls)")
-    status = None
+    counters = run.counters
     if can_compile and compiled is not False:
-        ip[C.NFEV] = fpe
-        ip[C.NJEV] = 1
+        counters["nfev"] = n_calls
+        counters["njev"] = 1
+        B, meta = ((_record.NO_B, _record.NO_META) if recorder is None
+                   else (recorder.B, recorder.meta))
         try:
-            *out, rec_B = C.run(objective, jac_fun, args, run.x, run.y,
-                                run.S, fp, ip, run.W,
-                                *_history.buffers(session), int(ip[C.KIND]))
-        except C.CompileError as e:
+            status, f, g, B = L.compiled_loop(objective, jac_fun, args, run,
+                                              B, meta)
+        except L.CompileError as e:
             if compiled:
                 raise ValueError(f"compiled=True: the loop could not be "
                                  f"compiled for this objective: {e}") from e
@@ -589,28 +558,30 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
                           f"could not be compiled around it; running the "
                           f"Python loop ({str(e).splitlines()[0]})",
                           OptimizeWarning, stacklevel=4)
+            counters["nfev"] = counters["njev"] = 0
         else:
-            status, f, g = _checked(*out, n)
-            if session is not None:
-                session.rec.B = rec_B
+            if recorder is not None:
+                recorder.B = B
     if status is None:
         status, f, g = _python_loop(run, mode, objective, jac_fun, args,
-                                    fd_method, box, call_back,
-                                    _history.hooked(_hook, session),
-                                    None if session is None else session.start)
-    if status == C.NONFINITE and nonfinite == "raise":
+                                    fd_method, box, call_back, session, opt)
+    if status == L.BADGRAD:
+        raise ValueError(f"the gradient has shape {np.shape(g)}; x0 has "
+                         f"shape ({n},)")
+    nit = int(counters["nit"][0])
+    if status == L.NONFINITE and nonfinite == "raise":
         raise FloatingPointError(
             f"the objective returned a non-finite value or gradient at "
-            f"iteration {int(ip[C.NIT])} (nonfinite='raise')")
+            f"iteration {nit} (nonfinite='raise')")
     # -- result ----------------------------------------------------------------
-    x = run.x.copy()
+    x = run.a.x.copy()
     res = _history.Result(
-        x=x, fun=float(f), jac=np.array(g, copy=True), nit=int(ip[C.NIT]), nfev=int(ip[C.NFEV]),
-        njev=int(ip[C.NJEV]), status=int(status),
-        success=status in _SUCCESS, message=MESSAGES[status],
-        optimizer=opt, state=run.state)
+        x=x, fun=float(f), jac=np.array(g, copy=True), nit=nit,
+        nfev=int(counters["nfev"][0]), njev=int(counters["njev"][0]),
+        status=int(status), success=status in _SUCCESS,
+        message=MESSAGES[status], optimizer=opt, state=run.state)
     if getattr(opt, "ema_decay", None) is not None:
-        if ip[C.STEP] > 0:
+        if run.state.step[0] > 0:
             avg = opt.averaged(run.state)
             res.x_avg = (avg * scale).astype(x.dtype) if scale is not None \
                 else avg
@@ -619,7 +590,7 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
     if scale is not None:
         res.x_scale = scale
     if nonfinite == "skip":
-        res.nskipped = int(ip[C.NSKIPPED])
+        res.nskipped = int(counters["nskipped"][0])
     if isinstance(objective, MinibatchObjective):
         res.epoch = objective.epoch
     if disp:
@@ -633,107 +604,45 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
     return res
 
 
-def _checked(status, f, g, n):
-    if status == C.BADGRAD:
-        raise ValueError(f"the gradient has shape {np.shape(g)}; x0 has "
-                         f"shape ({n},)")
-    return status, f, g
-
-
 def _python_loop(run, mode, objective, jac_fun, args, fd_method, box,
-                 call_back, hook, start=None):
-    """The loop with the objective called from Python."""
-    iterate = C.iterate
-    x, y, S, fp, ip, W = run.x, run.y, run.S, run.fp, run.ip, run.W
-    n, dtype = run.n, run.dtype
-    ndarray = np.ndarray
-    float64 = np.float64
-    # the objective sees a read-only view: it cannot corrupt the iterate
-    xv = x.view()
-    xv.flags.writeable = False
-    python_schedule = run.python_schedule
-    if mode == _FD:
-        from scipy.optimize._numdiff import approx_derivative
-        fd_bounds = (-np.inf, np.inf) if box is None else box
+                 call_back, session, opt):
+    """:func:`adamsci._loop.python_loop` with the objective, the callback,
+    the progress bar and a Python learning-rate schedule wired in."""
+    normalize = _normalizer(run.a.x.size, run.a.x.dtype)
+    raw = _evaluator(mode, objective, jac_fun, args, run.a.x, fd_method, box)
 
     def evaluate():
-        if mode == _FG:
-            f, g = objective(xv, *args)
-        elif mode == _F_G:
-            f = objective(xv, *args)
-            g = jac_fun(xv, *args)
-        else:
-            f = _scalar(objective(xv, *args))
-            if math.isfinite(f):
-                g = approx_derivative(objective, x.copy(), method=fd_method,
-                                      f0=f, args=args, bounds=fd_bounds)
-            else:
-                g = np.full(n, np.nan)
-        return f, g
+        f, g = raw()
+        return normalize(f, g)
 
+    counters = run.counters
+    start = None if session is None else session.start
     if start is None:
-        ip[C.NFEV] = ip[C.FPE]
-        ip[C.NJEV] = 1
-        f, g = evaluate()
+        counters["nfev"] = run.settings.fev_per_eval
+        counters["njev"] = 1
     else:   # resumed (adamsci.history): the saved value and gradient at x
-        f, g = start
-    if type(f) is not float:
-        f = _scalar(f)
-    if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
-        g = _gradient(g, n, dtype)
-    if hook is not None and start is None:
-        hook(run, f, g)     # the starting point: iteration 0
-    if mode == _FG and args == () and hook is None and call_back is None \
-            and not python_schedule:
-        # the hot loop: nothing but the objective and one compiled call
-        while True:
-            status = iterate(x, y, g, f, S, fp, ip, W)
-            if status >= 0:
-                return _checked(status, f, g, n)
-            f, g = objective(xv)
-            if type(f) is not float and type(f) is not float64:
-                f = _scalar(f)
-            if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
-                g = _gradient(g, n, dtype)
-    if mode == _FG and args == () and call_back is None \
-            and not python_schedule:
-        # the hot loop with a hook (history recorder, progress bar); the
-        # recorder fuses its work into the compiled call (adamsci.history)
-        hot_loop = getattr(hook, "hot_loop", None)
-        if hot_loop is not None:
-            return _checked(*hot_loop(run, objective, xv, f, g, _scalar,
-                                      _gradient), n)
-        cont = C.CONTINUE
-        while True:
-            status = iterate(x, y, g, f, S, fp, ip, W)
-            if status >= 0:
-                return _checked(status, f, g, n)
-            f, g = objective(xv)
-            if type(f) is not float and type(f) is not float64:
-                f = _scalar(f)
-            if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
-                g = _gradient(g, n, dtype)
-            if status == cont:      # a step was taken
-                hook(run, f, g)
-    while True:
-        if python_schedule:
-            run.set_lr()
-        status = iterate(x, y, g, f, S, fp, ip, W)
-        if status >= 0:
-            return _checked(status, f, g, n)
-        f, g = evaluate()
-        if type(f) is not float and type(f) is not float64:
-            f = _scalar(f)
-        if type(g) is not ndarray or g.dtype is not dtype or g.ndim != 1:
-            g = _gradient(g, n, dtype)
-        if status == C.CONTINUE:
-            if hook is not None:
-                hook(run, f, g)
-            if call_back is not None:
-                try:
-                    call_back(x, f, g, int(ip[C.NIT]))
-                except StopIteration:
-                    return C.CALLBACK, f, g
+        start = normalize(*start)
+    bar = None if session is None else session.on_step
+    on_step = bar
+    if call_back is not None:
+        x, nit = run.a.x, counters["nit"]
+
+        def on_step(f, g):
+            if bar is not None:
+                bar(f, g)
+            call_back(x, f, g, int(nit[0]))
+    learning_rate = None
+    if run.settings.schedule == L.PYTHON_SCHEDULE:
+        def learning_rate():
+            return opt._learning_rate(run.state)
+    epoch = None
+    if isinstance(objective, MinibatchObjective) and session is not None \
+            and session.recorder is not None:
+        def epoch():
+            return objective.epoch
+    return L.python_loop(run, evaluate, start,
+                         None if session is None else session.recorder,
+                         on_step, learning_rate, epoch)
 
 
 # -- the methods ----------------------------------------------------------

@@ -24,8 +24,11 @@ import math
 import os
 import threading
 from collections import namedtuple
+from typing import NamedTuple
 
 import numpy as np
+
+from . import _rules
 
 
 __all__ = ["Optimizer", "Adam", "AdaMax", "SGD", "AdaGrad", "RMSProp",
@@ -129,18 +132,31 @@ def _float_array(name, arr):
                         f"{arr.dtype}")
 
 
+#: The state of each optimizer: ``step`` (int64 array of one element), then
+#: its per-parameter arrays (empty when the feature is off). Module-level
+#: names, so that pickle and Numba's cache find them.
+AdamState = _state_class("AdamState", ("m", "v", "vmax", "avg"))
+AdaMaxState = _state_class("AdaMaxState", ("m", "u", "avg"))
+SGDState = _state_class("SGDState", ("momentum_buffer",))
+AdaGradState = _state_class("AdaGradState", ("sum",))
+RMSPropState = _state_class("RMSPropState", ("square_avg", "grad_avg",
+                                             "momentum_buffer"))
+AdaDeltaState = _state_class("AdaDeltaState", ("square_avg", "acc_delta"))
+
+
 class Optimizer:
     """Base class: hyperparameters, state layout and in-place stepping.
 
     Subclasses set ``State`` (a named tuple whose fields after ``step`` are
-    the per-parameter arrays, in the order of the kernels' arguments),
-    ``_kernel_name`` and ``_hyper`` (the scalar kernel arguments after the
-    learning rate).
+    the per-parameter arrays) and, in ``__init__``, ``hyper``: the
+    hyperparameters other than the learning rate as the optimizer's named
+    tuple of :mod:`adamsci._rules` (``AdamHyper``, ...), which every kernel
+    and loop reads by field name.
     """
 
     name = "optimizer"
     State = None
-    _kernel_name = None
+    hyper = None
 
     def __init__(self, learning_rate, nonfinite="raise", parallel=None):
         if callable(learning_rate):
@@ -160,7 +176,6 @@ class Optimizer:
             raise ValueError(f"parallel must be None (automatic), True or "
                              f"False, got {parallel!r}")
         self.parallel = parallel
-        self._kernels = self._serial = None
         self._validated = None
 
     # -- description -------------------------------------------------------
@@ -273,32 +288,32 @@ class Optimizer:
         # Everything else (first call, new state, any mismatch, device
         # arrays) goes through _prepare, which validates in full.
         c = self._validated
-        if (c is None or c[0] is not state or type(params) is not np.ndarray
-                or type(grads) is not np.ndarray or params.shape != c[1]
-                or grads.shape != c[1] or params.dtype != c[2]
-                or grads.dtype != c[2]):
+        if (c is None or c.state is not state or type(params) is not np.ndarray
+                or type(grads) is not np.ndarray or params.shape != c.shape
+                or grads.shape != c.shape or params.dtype != c.dtype
+                or grads.dtype != c.dtype):
             c = self._prepare(params, grads, state)
             if c is None:  # device arrays: handled by the CUDA backend
                 from .kernels import cuda
-                return cuda.step(self, params, grads, state)
+                return cuda.step_device(self, params, grads, state)
         flags = params.flags
         if not (flags.writeable and flags.c_contiguous):
             self._check_writable(flags)
         if not grads.flags.c_contiguous:
             grads = np.ascontiguousarray(grads)
         lr = self._lr if self._schedule is None else self._learning_rate(state)
-        if c[4]:  # not 1-D: the kernels take flat views
+        if c.flat:  # not 1-D: the kernels take flat views
             params = params.reshape(-1)
             grads = grads.reshape(-1)
-        n = c[5]
-        if n < PARALLEL_THRESHOLD and self.parallel is not True:
-            kernel, nchunks = self._serial, 1
-        else:
-            kernel, nchunks = self._pick_kernel(n)
-        bad = kernel(params, grads, *c[3], lr, *self._hyper, self._check,
+        parallel, nchunks = self._parallelism(c.size)
+        which = parallel + 2 * (not grads.flags.writeable)  # Numba's types
+        kernel = c.kernels[which]
+        if kernel is None:
+            kernel = self._compile(c, params, grads, parallel, which)
+        bad = kernel(params, grads, c.flat_state, self.hyper, lr, self._check,
                      nchunks)
         if bad:
-            return self._nonfinite(bad, n)
+            return self._nonfinite(bad, c.size)
         return True
 
     def _prepare(self, params, grads, state):
@@ -319,16 +334,31 @@ class Optimizer:
         self._validate_state(state, params.shape, params.dtype)
         _same_layout(params, grads)
         self._check_writable(params.flags)
-        arrays = tuple(state[1:])
         flat = params.ndim != 1
+        flat_state = state
         if flat:
-            arrays = tuple(a.reshape(-1) for a in arrays)
-        if self._kernels is None:
-            self._pick_kernel(0)
-        c = (state, params.shape, params.dtype, arrays + (state.step,), flat,
-             params.size)
-        self._validated = c
+            flat_state = self.State(state.step,
+                                    *(a.reshape(-1) for a in state[1:]))
+        c = self._validated = _Validated(state, params.shape, params.dtype,
+                                         flat_state, flat, params.size,
+                                         [None] * 4)
         return c
+
+    def _compile(self, c, params, grads, parallel, which):
+        """The entry point of the kernel for these arrays' types.
+
+        Numba's dispatcher types every argument on every call, which costs
+        microseconds for named tuples; the entry point of the compiled
+        specialisation (``Dispatcher.compile``, loaded from the disk cache
+        when it is there) skips that.
+        """
+        from numba import typeof
+        from .kernels import cpu
+        kernel = cpu.step_parallel if parallel else cpu.step
+        sig = (typeof(params), typeof(grads), typeof(c.flat_state),
+               typeof(self.hyper), typeof(1.0), typeof(True), typeof(1))
+        c.kernels[which] = kernel.compile(sig)
+        return c.kernels[which]
 
     @staticmethod
     def _check_writable(flags):
@@ -346,22 +376,30 @@ class Optimizer:
                 f"and state are unchanged (nonfinite='skip' skips such steps)")
         return False
 
-    def _pick_kernel(self, n):
-        kernels = self._kernels
-        if kernels is None:
-            from .kernels import cpu
-            kernels = self._kernels = (
-                getattr(cpu, self._kernel_name),
-                getattr(cpu, self._kernel_name + "_parallel"), cpu)
-            self._serial = kernels[0]
+    def _parallelism(self, n):
+        """``(parallel, nchunks)`` for ``n`` parameters: the ``prange``
+        kernel from PARALLEL_THRESHOLD parameters, on the main thread only
+        (numba's default workqueue layer aborts when parallel kernels run
+        from several threads at once, numba#8563)."""
         par = self.parallel
         if par is False or (par is None and n < PARALLEL_THRESHOLD):
-            return kernels[0], 1
+            return 0, 1
         if threading.current_thread() is not _MAIN_THREAD:
-            # numba's default workqueue layer aborts when parallel kernels
-            # run from several threads at once (numba#8563).
-            return kernels[0], 1
-        return kernels[1], kernels[2].num_threads()
+            return 0, 1
+        from .kernels import cpu
+        return 1, cpu.num_threads()
+
+
+class _Validated(NamedTuple):
+    """What :meth:`Optimizer.step` checked last time (its fast path)."""
+    state: tuple
+    shape: tuple
+    dtype: np.dtype
+    flat_state: tuple      # the state with 1-D views of its arrays
+    flat: bool             # params are not 1-D: step flat views
+    size: int
+    kernels: list          # entry points, None until used: serial,
+                           # parallel, and both for read-only grads
 
 
 class Adam(Optimizer):
@@ -436,8 +474,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    State = _state_class("AdamState", ("m", "v", "vmax", "avg"))
-    _kernel_name = "adam_step"
+    State = AdamState
     _public = ("beta1", "beta2", "eps", "weight_decay",
                "decoupled_weight_decay", "amsgrad", "bias_correction",
                "ema_decay", "maximize")
@@ -458,10 +495,12 @@ class Adam(Optimizer):
         self.ema_decay = None if ema_decay is None else _real(
             "ema_decay", ema_decay, 0.0, 1.0, lo_open=True)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.beta1, self.beta2, self.eps, self.weight_decay,
-                       self.decoupled_weight_decay, self.amsgrad,
-                       self.bias_correction, self.maximize,
-                       self.ema_decay or 0.0)
+        self.hyper = _rules.AdamHyper(
+            beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+            weight_decay=self.weight_decay,
+            decoupled_weight_decay=self.decoupled_weight_decay,
+            amsgrad=self.amsgrad, bias_correction=self.bias_correction,
+            maximize=self.maximize, ema_decay=self.ema_decay or 0.0)
 
     def _active(self):
         return (True, True, self.amsgrad, self.ema_decay is not None)
@@ -515,8 +554,7 @@ class AdaMax(Optimizer):
     """
 
     name = "adamax"
-    State = _state_class("AdaMaxState", ("m", "u", "avg"))
-    _kernel_name = "adamax_step"
+    State = AdaMaxState
     _public = ("beta1", "beta2", "eps", "weight_decay", "ema_decay",
                "maximize")
 
@@ -531,8 +569,10 @@ class AdaMax(Optimizer):
         self.ema_decay = None if ema_decay is None else _real(
             "ema_decay", ema_decay, 0.0, 1.0, lo_open=True)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.beta1, self.beta2, self.eps, self.weight_decay,
-                       self.maximize, self.ema_decay or 0.0)
+        self.hyper = _rules.AdaMaxHyper(
+            beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+            weight_decay=self.weight_decay, maximize=self.maximize,
+            ema_decay=self.ema_decay or 0.0)
 
     def _active(self):
         return (True, True, self.ema_decay is not None)
@@ -593,8 +633,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
-    State = _state_class("SGDState", ("momentum_buffer",))
-    _kernel_name = "sgd_step"
+    State = SGDState
     _public = ("momentum", "dampening", "nesterov", "weight_decay", "maximize")
 
     def __init__(self, learning_rate, momentum=0.0, dampening=0.0,
@@ -610,8 +649,10 @@ class SGD(Optimizer):
                              "dampening = 0")
         self.weight_decay = _real("weight_decay", weight_decay, 0.0)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.momentum, self.dampening, self.nesterov,
-                       self.weight_decay, self.maximize)
+        self.hyper = _rules.SGDHyper(
+            momentum=self.momentum, dampening=self.dampening,
+            nesterov=self.nesterov, weight_decay=self.weight_decay,
+            maximize=self.maximize)
 
     def _active(self):
         return (self.momentum != 0.0,)
@@ -653,8 +694,7 @@ class AdaGrad(Optimizer):
     """
 
     name = "adagrad"
-    State = _state_class("AdaGradState", ("sum",))
-    _kernel_name = "adagrad_step"
+    State = AdaGradState
     _public = ("lr_decay", "eps", "initial_accumulator_value",
                "weight_decay", "maximize")
 
@@ -668,8 +708,9 @@ class AdaGrad(Optimizer):
             "initial_accumulator_value", initial_accumulator_value, 0.0)
         self.weight_decay = _real("weight_decay", weight_decay, 0.0)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.lr_decay, self.eps, self.weight_decay,
-                       self.maximize)
+        self.hyper = _rules.AdaGradHyper(
+            lr_decay=self.lr_decay, eps=self.eps,
+            weight_decay=self.weight_decay, maximize=self.maximize)
 
     def _initial(self, name, shape, dtype):
         return np.full(shape, self.initial_accumulator_value, dtype)
@@ -715,9 +756,7 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
-    State = _state_class("RMSPropState", ("square_avg", "grad_avg",
-                                          "momentum_buffer"))
-    _kernel_name = "rmsprop_step"
+    State = RMSPropState
     _public = ("alpha", "eps", "momentum", "centered", "weight_decay",
                "maximize")
 
@@ -731,8 +770,10 @@ class RMSProp(Optimizer):
         self.centered = _flag("centered", centered)
         self.weight_decay = _real("weight_decay", weight_decay, 0.0)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.alpha, self.eps, self.momentum, self.centered,
-                       self.weight_decay, self.maximize)
+        self.hyper = _rules.RMSPropHyper(
+            alpha=self.alpha, eps=self.eps, momentum=self.momentum,
+            centered=self.centered, weight_decay=self.weight_decay,
+            maximize=self.maximize)
 
     def _active(self):
         return (True, self.centered, self.momentum > 0.0)
@@ -773,8 +814,7 @@ class AdaDelta(Optimizer):
     """
 
     name = "adadelta"
-    State = _state_class("AdaDeltaState", ("square_avg", "acc_delta"))
-    _kernel_name = "adadelta_step"
+    State = AdaDeltaState
     _public = ("rho", "eps", "weight_decay", "maximize")
 
     def __init__(self, learning_rate=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
@@ -784,7 +824,9 @@ class AdaDelta(Optimizer):
         self.eps = _real("eps", eps, 0.0)
         self.weight_decay = _real("weight_decay", weight_decay, 0.0)
         self.maximize = _flag("maximize", maximize)
-        self._hyper = (self.rho, self.eps, self.weight_decay, self.maximize)
+        self.hyper = _rules.AdaDeltaHyper(
+            rho=self.rho, eps=self.eps, weight_decay=self.weight_decay,
+            maximize=self.maximize)
 
 
 #: Optimizer classes by ``name`` (the names of the scipy methods).

@@ -13,19 +13,21 @@ import pytest
 def test_minimize_benchmark_quick_path():
     from adamsci.benchmarks import minimize
     table = minimize.run(quick=True)
-    for row in ("adamsci compiled", "loop only", "gradient as a new array",
-                "hand-written loop, same objective",
-                "objective without cache=True", "hand-written numba loop",
-                "Python-loop overhead", "new processes"):
+    for row in ("gradient array: compiled", "gradient tuple: compiled",
+                "1,000-point least squares: compiled", "Python loop",
+                "Python-loop overhead", "first Adam().step",
+                "first minimize, Python objective",
+                "first minimize, @njit objective",
+                "cache=True objective, 2nd process"):
         assert row in table
     # the compiled and the Python loop end at the same x, bit for bit
     assert "compiled == Python loop (bitwise): True" in table
-    # the innermost loop was found in the assembly: a two-parameter Adam
-    # step with its checks is tens of instructions, not zero nor thousands
-    m = re.search(r"innermost loop: (\d+) instructions, (\d+) loads from "
-                  r"and (\d+) stores", table)
-    assert m and 30 < int(m.group(1)) < 400
-    assert int(m.group(3)) <= int(m.group(1))
+    # every compile-time row was measured (a number of seconds)
+    for m in re.finditer(r"^(first .*?|cache=True .*?)\s+(\d+\.\d+)",
+                         table, re.M):
+        assert float(m.group(2)) > 0
+    # what the @njit case compiled is named: the one iteration among it
+    assert "iterate" in table
 
 
 @pytest.mark.slow

@@ -1,13 +1,8 @@
-"""The compiled minimize loop (adamsci._compiled): its three forms agree.
-
-* the loop compiled around an objective declared ``cache=True`` (the
-  objective inlined into it, cached on disk under the objective's identity);
-* the loop compiled once per signature, calling any jitted objective
-  through its address (objectives without a disk cache);
-* the Python loop (``compiled=False``).
-
-They run the same arithmetic, so every result must be bitwise identical,
-whichever way the run ends.
+"""The compiled minimize loop (adamsci._loop.compiled_loop) and the Python
+loop run the one iteration (adamsci._loop.iterate), so every result must be
+bitwise identical, whichever way the run ends: with an objective compiled
+with or without ``cache=True``, returning its gradient as an array or a
+tuple, and the Python loop (``compiled=False``).
 """
 import os
 import subprocess
@@ -18,7 +13,7 @@ import pytest
 from numba import njit
 
 import adamsci
-from adamsci import _compiled, schedules
+from adamsci import _loop, schedules
 
 A = np.array([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])
 B = np.array([1.0, -2.0, 0.5])
@@ -60,14 +55,13 @@ def _uncached(fun):
     return njit(fun.py_func)
 
 
-def _runs(fun, x0, args=(), method="adam", first_class=False, **options):
-    """Results of the inlined loop, the Python loop and, with
-    ``first_class``, the loop calling the objective through its address
-    (compiling that loop takes half a minute per optimizer and dtype, so
-    only the first test exercises it)."""
+def _runs(fun, x0, args=(), method="adam", uncached=False, **options):
+    """Results of the compiled loop, the Python loop and, with
+    ``uncached``, the compiled loop around the same objective compiled
+    without a disk cache."""
     method = getattr(adamsci, method)
     loops = [(fun, True), (fun, False)]
-    if first_class:
+    if uncached:
         loops.append((_uncached(fun), True))
     return [method(f, x0, args=args, jac=True, compiled=c, **options)
             for f, c in loops]
@@ -96,14 +90,12 @@ def test_every_loop_stops_alike(stop):
     options = {"maxiter": dict(maxiter=300, gtol=0.0),
                "gtol": dict(maxiter=5000, gtol=1e-3),
                "maxfev": dict(maxiter=5000, gtol=0.0, maxfev=123)}[stop]
-    res = _runs(quad_tuple, X0, learning_rate=0.05, first_class=True,
+    res = _runs(quad_tuple, X0, learning_rate=0.05, uncached=True,
                 **options)
     _assert_same(res)
     assert res[0].status == {"maxiter": 1, "gtol": 0, "maxfev": 2}[stop]
     assert res[0].nfev == {"maxiter": 301, "maxfev": 123}.get(stop,
                                                                res[0].nfev)
-    # the inlined loop was compiled around quad_tuple, not the others
-    assert any("lean_adam" in name for name in _compiled._INLINE)
 
 
 @pytest.mark.slow
@@ -134,42 +126,34 @@ def test_nonfinite_gradient_mid_run_keeps_the_last_finite_step():
     dict(method="rmsprop", learning_rate=0.01, centered=True, momentum=0.5),
 ])
 def test_flags_compiled_into_the_loop_change_nothing(options, form):
-    # the inlined loop compiles the 0/1 hyperparameters in as constants;
-    # with a tuple gradient it runs on copies of x and of every state row
-    # (up to four: AMSGrad with averaging) kept in registers
     fun, args = (quad_array, (A, B)) if form == "array" else (quad_tuple, ())
     _assert_same(_runs(fun, X0, args=args, maxiter=200, gtol=0.0,
                         **options))
-    if form == "tuple":
-        assert any(name.startswith(f"lean_{options['method']}_k3_")
-                   for name in _compiled._INLINE)
 
 
-def test_tuple_gradients_get_the_loop_in_registers():
+def test_one_loop_per_signature_serves_every_objective():
+    """The compiled loop takes the objective as a first-class function: a
+    second objective of the same signature reuses the loop compiled for the
+    first (only the objective itself compiles)."""
     adamsci.adam(quad_tuple, X0, jac=True, maxiter=3)
-    assert any(name.startswith("lean_adam_k3_") for name in _compiled._INLINE)
-    # an array gradient: the loop on x and the state in place
-    adamsci.adam(quad_array, X0, args=(A, B), jac=True, maxiter=3)
-    assert any(name.startswith("lean_adam_") and "_k" not in name
-               for name in _compiled._INLINE)
+    before = len(_loop._drive.signatures)
+    other = njit(lambda x: (float(x @ x), (2 * x[0], 2 * x[1], 2 * x[2])))
+    res = adamsci.adam(other, X0, jac=True, maxiter=3, compiled=True)
+    assert res.nit == 3 and len(_loop._drive.signatures) == before
 
 
-def test_stack_arrays_have_constant_shapes_and_strides():
-    from adamsci.kernels.cpu import stack_empty, stack_empty_2d
+def test_stack_arrays_have_constant_shapes():
+    from adamsci.kernels.cpu import stack_empty
 
     @njit
     def fill():
         a = stack_empty(3, np.float32)
-        b = stack_empty_2d(4, 3, np.float64)
         for i in range(3):
             a[i] = i
-            for r in range(4):
-                b[r, i] = 10 * r + i
-        return a.copy(), b.copy(), b.strides
-    a, b, strides = fill()
+        return a.copy(), a.strides
+    a, strides = fill()
     np.testing.assert_array_equal(a, np.arange(3, dtype=np.float32))
-    np.testing.assert_array_equal(b, 10 * np.arange(4)[:, None] + np.arange(3))
-    assert strides == (24, 8) and a.dtype == np.float32
+    assert strides == (4,) and a.dtype == np.float32
 
 
 def test_float32_parameters_and_float64_gradient():
@@ -186,23 +170,17 @@ def test_gradient_of_the_wrong_length_is_refused_by_every_loop():
                          compiled=compiled)
 
 
-def test_identity_only_for_objectives_with_a_disk_cache():
-    assert _compiled._identity(quad_tuple) is not None
-    assert _compiled._identity(_uncached(quad_tuple)) is None
-    # what the identity depends on: the code, not the object
-    assert _compiled._identity(quad_tuple) != _compiled._identity(poisoned)
-
-
 _SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {here!r})
 import adamsci
-from adamsci import _compiled
+from adamsci import _loop
 from objective_mod import fg
 res = adamsci.adam(fg, np.array([1.0, -1.0]), jac=True, learning_rate=0.1,
                    maxiter=50, gtol=0.0)
-(name, loop), = _compiled._INLINE.items()
-print(name, sum(loop.stats.cache_hits.values()), res.x[0], res.x[1])
+hits = sum(_loop._drive.stats.cache_hits.values()) + sum(
+    _loop.iterate.stats.cache_hits.values())
+print(hits, res.x[0], res.x[1])
 """
 
 _OBJECTIVE = """
@@ -216,7 +194,9 @@ def fg(x):
 
 
 @pytest.mark.slow
-def test_inlined_loop_is_cached_on_disk_and_follows_edits(tmp_path):
+def test_compiled_loop_is_cached_on_disk_and_follows_edits(tmp_path):
+    """A new process loads the loop and the iteration from the disk cache;
+    an edited objective (Numba recompiles it) gives the edited results."""
     root = os.path.dirname(os.path.dirname(adamsci.__file__))
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join(
@@ -230,15 +210,12 @@ def test_inlined_loop_is_cached_on_disk_and_follows_edits(tmp_path):
         out = subprocess.run([sys.executable, str(script)], env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-        name, hits, x0, x1 = out.stdout.split()
-        return name, int(hits), float(x0), float(x1)
+        hits, x0, x1 = out.stdout.split()
+        return int(hits), float(x0), float(x1)
 
     first = run("3.0")
     again = run("3.0")
-    assert first[1] == 0 and again[1] == 1          # compiled, then loaded
-    assert again[0] == first[0] and again[2:] == first[2:]
-    # an edited objective gets its own loop, compiled for it
+    assert first[0] == 0 and again[0] == 2          # compiled, then loaded
+    assert again[1:] == first[1:]
     edited = run("30.0")
-    assert edited[0] != first[0] and edited[1] == 0
-    assert edited[3] != first[3]
-
+    assert edited[0] == 2 and edited[2] != first[2]

@@ -194,60 +194,60 @@ def test_learning_rate_schedule_reads_the_device_step(cu):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the simulator's NaN
 @pytest.mark.filterwarnings("ignore:Grid size")          # tiny grids on a GPU
 def test_twin_kernel_launched_directly_matches_cpu_driver(cu):
-    """A twin alone does what its CPU driver does: one launch, step advanced;
-    with check, a count left by count_nonfinite makes it a no-op."""
+    """The step kernel alone does what its CPU twin does: one launch, step
+    advanced; with check, a count left by count_nonfinite makes it a
+    no-op."""
     rng = np.random.default_rng(3)
     n = 11
     p, g = rng.standard_normal(n), rng.standard_normal(n)
-    m, v, vmax = np.zeros(n), np.zeros(n), np.zeros(n)
-    avg, step = np.zeros(0), np.zeros(1, np.int64)
-    hyper = (0.1, 0.9, 0.999, 1e-8, 0.01, True, True, True, False, 0.0)
-    dev = [cu.to_device(a) for a in (p, g, m, v, vmax, avg, step)]
+    opt = adamsci.Adam(learning_rate=0.1, weight_decay=0.01,
+                       decoupled_weight_decay=True, amsgrad=True)
+    state = opt.init(p)
+    dp, dg = cu.to_device(p), cu.to_device(g)
+    dstate = opt.State(*(cu.to_device(a) for a in state))
     scratch = kc.new_scratch()
     blocks, tpb = kc.launch_config(n, threads_per_block=4, max_blocks=2)
     for _ in range(3):
-        assert cpu.adam_step(p, g, m, v, vmax, avg, step, *hyper, True,
-                             1) == 0
-        kc.count_nonfinite[blocks, tpb](dev[1], scratch)
-        kc.adam_step[blocks, tpb](*dev, *hyper, True, scratch)
-    for want, got in zip((p, m, v, vmax, step), (dev[0], *dev[2:5], dev[6])):
+        assert cpu.step(p, g, state, opt.hyper, opt._lr, True, 1) == 0
+        kc.count_nonfinite[blocks, tpb](dg, scratch)
+        kc.step[blocks, tpb](dp, dg, dstate, opt.hyper, opt._lr, True,
+                             scratch)
+    assert reference.max_rel_err(dp.copy_to_host(), p) <= 1e-12
+    for want, got in zip(state, dstate):
         assert reference.max_rel_err(got.copy_to_host(), want) <= 1e-12
     assert scratch.copy_to_host().tolist() == [0, 0, 0]
     # two non-finite entries: counted across blocks, nothing touched
     g[[1, 9]] = [np.nan, -np.inf]
-    dev[1] = cu.to_device(g)
-    before = [a.copy_to_host() for a in dev]
-    assert cpu.adam_step(p, g, m, v, vmax, avg, step, *hyper, True, 1) == 2
-    kc.count_nonfinite[blocks, tpb](dev[1], scratch)
-    kc.adam_step[blocks, tpb](*dev, *hyper, True, scratch)
+    dg = cu.to_device(g)
+    devs = [dp, *dstate]
+    before = [a.copy_to_host() for a in devs]
+    assert cpu.step(p, g, state, opt.hyper, opt._lr, True, 1) == 2
+    kc.count_nonfinite[blocks, tpb](dg, scratch)
+    kc.step[blocks, tpb](dp, dg, dstate, opt.hyper, opt._lr, True, scratch)
     assert scratch.copy_to_host().tolist() == [0, 0, 2]
-    for a, b in zip(before, dev):
+    for a, b in zip(before, devs):
         assert a.tobytes() == b.copy_to_host().tobytes()
     # check=False: the count is not consulted, the step is taken
-    kc.adam_step[blocks, tpb](*dev, *hyper, False, scratch)
-    assert dev[6].copy_to_host().tolist() == [4]
-    assert np.isnan(dev[0].copy_to_host()[1])
+    kc.step[blocks, tpb](dp, dg, dstate, opt.hyper, opt._lr, False, scratch)
+    assert dstate.step.copy_to_host().tolist() == [4]
+    assert np.isnan(dp.copy_to_host()[1])
 
 
-def test_signatures_match_the_cpu_twins():
-    """Same names, same parameters in the same order; the one intended
-    difference is documented in SIGNATURE_DIFFERENCES."""
+def test_signatures_match_the_cpu_kernel():
+    """Twins look alike: the CUDA kernels have the CPU kernels' names and
+    parameters, but for ``scratch`` (a kernel cannot return a count)."""
+    assert kc.TWINS == ("step", "count_nonfinite")
+    assert kc.SIGNATURE_DIFFERENCES == {"nchunks": "scratch"}
     for name in kc.TWINS:
-        cpu_params = list(inspect.signature(
-            getattr(cpu, name).py_func).parameters)
-        cuda_kernel = getattr(kc, name)
-        cuda_params = list(inspect.signature(cuda_kernel.py_func).parameters)
-        assert cuda_kernel.py_func.__name__ == name
-        want = [kc.SIGNATURE_DIFFERENCES.get(a, a) for a in cpu_params]
-        assert cuda_params == want, name
-        assert cpu_params[-2:] == ["check", "nchunks"]
-        assert cuda_params[-2:] == ["check", "scratch"]
-    # the counter takes its output array (a kernel cannot return)
-    assert list(inspect.signature(cpu.count_nonfinite.py_func).parameters) \
-        == ["g"]
-    assert list(inspect.signature(kc.count_nonfinite.py_func).parameters) \
-        == ["g", "scratch"]
-    assert set(kc.TWINS) == {n for n in dir(cpu) if n.endswith("_step")}
+        want = [kc.SIGNATURE_DIFFERENCES.get(p, p) for p in
+                inspect.signature(getattr(cpu, name).py_func).parameters]
+        if name == "count_nonfinite":
+            want.append("scratch")      # the counter's output array
+        kernel = getattr(kc, name)
+        assert kernel.py_func.__name__ == name
+        assert list(inspect.signature(kernel.py_func).parameters) == want
+    assert list(inspect.signature(cpu.step.py_func).parameters) == [
+        "p", "g", "state", "h", "lr", "check", "nchunks"]
 
 
 # -- the non-finite policy on the device --------------------------------------
@@ -551,12 +551,12 @@ def test_no_recompilation(cu):
     dstate = opt.init(dx)
     g = cu.to_device(np.ones(64))
     opt.step(dx, g, dstate)
-    counts = [len(kc.adam_step.overloads), len(kc.count_nonfinite.overloads)]
+    counts = [len(kc.step.overloads), len(kc.count_nonfinite.overloads)]
     for lr in (0.5, 1, 2.0):       # an int learning rate is made a float
         other = adamsci.Adam(learning_rate=lr, ema_decay=0.5,
                              nonfinite="skip")
         other.step(dx, g, other.init(dx))
-    assert [len(kc.adam_step.overloads),
+    assert [len(kc.step.overloads),
             len(kc.count_nonfinite.overloads)] == counts
 
 
@@ -566,5 +566,5 @@ def test_benchmark_quick_path_runs(cu):
     out = bench.run(quick=True, sizes=(16,), threads_per_block=4)
     assert "copy" in out and "adamsci" in out
     assert "max rel err" in out
-    for name in kc.TWINS:
+    for name in OPTIMIZERS:
         assert name in out

@@ -43,10 +43,8 @@ def test_serial_and_parallel_kernels_agree_bitwise(name):
 def test_parallel_kernel_is_used_above_threshold(monkeypatch):
     opt = adamsci.Adam()
     monkeypatch.setattr(adamsci.optimizers, "PARALLEL_THRESHOLD", 100)
-    kernel, nchunks = opt._pick_kernel(1000)
-    assert kernel is cpu.adam_step_parallel and nchunks == cpu.num_threads()
-    kernel, nchunks = opt._pick_kernel(99)
-    assert kernel is cpu.adam_step and nchunks == 1
+    assert opt._parallelism(1000) == (1, cpu.num_threads())
+    assert opt._parallelism(99) == (0, 1)
 
 
 def test_worker_threads_use_serial_kernel_and_match(monkeypatch):
@@ -63,7 +61,7 @@ def test_worker_threads_use_serial_kernel_and_match(monkeypatch):
     def work(i):
         x = starts[i].copy()
         s = opt.init(x)
-        picked[i] = opt._pick_kernel(n)[0]
+        picked[i] = opt._parallelism(n)
         for g in grads[i]:
             opt.step(x, g, s)
         results[i] = x
@@ -73,7 +71,7 @@ def test_worker_threads_use_serial_kernel_and_match(monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert all(k is cpu.adam_step for k in picked)
+    assert all(k == (0, 1) for k in picked)
     for i in range(4):
         want, _ = reference.adam(starts[i], grads[i], steps, lr=0.01)
         assert reference.max_rel_err(results[i], want) <= 1e-12
@@ -86,15 +84,21 @@ def test_worker_threads_use_serial_kernel_and_match(monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_no_recompilation(name):
-    """A kernel's signatures stop growing after the first calls, whatever
-    the flags and whether the learning rate is a float or a schedule."""
+    """The kernel's specialisations for an optimizer (one per dtype) stop
+    growing after the first calls, whatever the flags and whether the
+    learning rate is a float or a schedule."""
     rng = np.random.default_rng(2)
-    kernel = getattr(cpu, OPTIMIZERS[name]._kernel_name)
+    hyper = type(OPTIMIZERS[name](**{"learning_rate": 0.1, **CONFIGS[name]})
+                 .hyper)
+
+    def signatures():
+        return [s for s in cpu.step.signatures
+                if getattr(s[3], "instance_class", None) is hyper]
     for dtype in (np.float64, np.float32):
         x = rng.standard_normal(8).astype(dtype)
         opt = OPTIMIZERS[name](**CONFIGS[name])
         opt.step(x, np.ones(8, dtype), opt.init(x))
-    before = len(kernel.signatures)
+    before = len(signatures())
     variants = [CONFIGS[name], {"learning_rate": 0.5}, {"maximize": True},
                 {"learning_rate": adamsci.schedules.inverse_sqrt(0.1)}]
     for kw in variants:
@@ -105,7 +109,7 @@ def test_no_recompilation(name):
             s = opt.init(x)
             for _ in range(2):
                 opt.step(x, np.ones_like(x), s)
-    assert len(kernel.signatures) == before <= 2
+    assert len(signatures()) == before <= 2
 
 
 def test_rules_run_as_plain_python():
@@ -122,17 +126,33 @@ def test_rules_run_as_plain_python():
 
 
 def test_rules_have_no_float_literals():
-    """Constants are arguments so float32 stays float32 inside kernels."""
+    """Constants are arguments so float32 stays float32 inside kernels (the
+    per-step scalars are computed in float64 on purpose, then cast)."""
     import ast
     tree = ast.parse(inspect.getsource(_rules))
     for fn in tree.body:
-        if isinstance(fn, ast.FunctionDef) and fn.name not in (
-                "adam_coefficients",):
+        if isinstance(fn, ast.FunctionDef) and not fn.name.endswith(
+                ("_scalars", "_coefficients")):
             for node in ast.walk(fn):
                 if isinstance(node, ast.Constant) and isinstance(
                         node.value, float):
                     parent_ok = node.value == 0.0  # only in comparisons
                     assert parent_ok, (fn.name, node.value)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_per_step_scalars_are_cast_to_the_parameters_dtype(name):
+    opt = OPTIMIZERS[name](**CONFIGS[name])
+    scalars = getattr(_rules, f"{name}_scalars")
+    for T in (np.float32, np.float64):
+        values = scalars(opt.hyper, 7, 0.01, T)
+        assert all(type(v) is T for v in values), name
+    # in float64 they are the float64 formulas (Adam's bias corrections)
+    if name == "adam":
+        h = opt.hyper
+        step_size, inv_sqrt_bc2 = scalars(h, 7, 0.01, np.float64)[:2]
+        assert step_size == 0.01 / (1 - h.beta1 ** 7)
+        assert inv_sqrt_bc2 == 1 / np.sqrt(1 - h.beta2 ** 7)
 
 
 def test_count_nonfinite():

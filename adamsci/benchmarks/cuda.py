@@ -13,7 +13,7 @@ Two tables, measured in one run on the current GPU:
    * ``copy``: a device-to-device copy moving the same bytes as an Adam step
      (Adam reads p, g, m, v and writes p, m, v: 7 passes over n elements;
      the copy reads and writes 3.5 n elements) -- the bandwidth reference;
-   * ``adamsci kernel``: the ``adam_step`` twin launched by itself (no
+   * ``adamsci kernel``: the ``step`` kernel launched by itself (no
      non-finite check), the pure kernel;
    * ``adamsci step``: ``Adam(nonfinite="ignore").step(p, g, state)``,
      Python dispatch included;
@@ -98,7 +98,7 @@ def _correctness(cu, n, steps):
                 err = float("inf")
             errs[np.dtype(dtype).name] = err
         ok = errs["float64"] <= 1e-12 and errs["float32"] <= 1e-5
-        rows.append((dev_opt._kernel_name, label, errs["float64"],
+        rows.append((dev_opt.name, label, errs["float64"],
                      errs["float32"], "ok" if ok else "FAIL"))
     return rows
 
@@ -148,11 +148,12 @@ def _throughput(cu, n, dtype, rounds, reps, torch):
     for a, value in zip(arrays, (1.0, 0.5, 0.0, 0.0)):
         _fill(a, value)
     empty = cu.device_array(0, dtype)
-    step = cu.to_device(np.zeros(1, np.int64))
+    opt = optimizers.Adam()
+    state = opt.State(cu.to_device(np.zeros(1, np.int64)), m, v, empty,
+                      empty)
     scratch = kc.new_scratch()
     blocks, tpb = kc.launch_config(n)
-    kernel = kc._launcher("adam_step", blocks, tpb)
-    hyper = (1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, True, False, 0.0)
+    kernel = kc._launcher("step", blocks, tpb)
     copy_bytes = _PASSES * n * itemsize // 2
     src = cu.device_array(copy_bytes, np.uint8)
     dst = cu.device_array(copy_bytes, np.uint8)
@@ -161,8 +162,8 @@ def _throughput(cu, n, dtype, rounds, reps, torch):
     s_fast, s_checked = fast.init(p), checked.init(p)
     variants = {
         "copy": lambda: dst.copy_to_device(src),
-        "adamsci kernel": lambda: kernel(p, g, m, v, empty, empty, step,
-                                         *hyper, False, scratch),
+        "adamsci kernel": lambda: kernel(p, g, state, opt.hyper, 1e-3,
+                                         False, scratch),
         "adamsci step": lambda: fast.step(p, g, s_fast),
         "adamsci step+check": lambda: checked.step(p, g, s_checked),
     }

@@ -51,6 +51,18 @@ def _ceiling_range(p, g, m, v):
 _ceiling, _ceiling_parallel = cpu._twins(_ceiling_driver)
 
 
+def _check_driver(g, nchunks):
+    # the non-finite scan of cpu.step, by itself
+    bad = 0
+    for c in cpu.prange(nchunks):
+        lo, hi = cpu._chunk(g.size, nchunks, c)
+        bad += cpu._any_bad(g[lo:hi])
+    return bad
+
+
+_check, _check_parallel = cpu._twins(_check_driver)
+
+
 def _numpy_adam(p, g, m, v, t, buf, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     np.multiply(m, b1, out=m)
     np.multiply(g, 1 - b1, out=buf)
@@ -103,10 +115,9 @@ def _case(n, dtype, torch, quick):
     opt_ignore = optimizers.Adam(nonfinite="ignore")
     state_ignore = opt_ignore.init(x.copy())
     x_ignore = x.copy()
-    kernel, nchunks = opt._pick_kernel(n)
-    parallel = kernel is cpu.adam_step_parallel
+    parallel, nchunks = opt._parallelism(n)
     ceil = _ceiling_parallel if parallel else _ceiling
-    check = cpu._check_parallel if parallel else cpu._check
+    check = _check_parallel if parallel else _check
     cp, cg, cm, cv = (x.copy(), g.copy(), np.zeros_like(x), np.zeros_like(x))
     npp, npm, npv, buf = x.copy(), np.zeros_like(x), np.zeros_like(x), \
         np.empty_like(x)
@@ -134,14 +145,12 @@ def _case(n, dtype, torch, quick):
 def vectorised():
     """Packed SIMD instructions in a fresh (uncached) build of the Adam loop."""
     from numba import njit
-    f = njit(cache=False, nogil=True, error_model="numpy")(
-        cpu._adam_range.py_func)
+    f = njit(cache=False, nogil=True, error_model="numpy")(cpu.step.py_func)
     out = {}
     for dtype in (np.float64, np.float32):
         a = np.zeros(8, dtype)
-        s = [dtype(0.1)] * 9
-        f(a, a, a, a, a[:0], a[:0], *s, False, False, False, dtype(0),
-          dtype(1))
+        opt = optimizers.Adam()
+        f(a, a.copy(), opt.init(a), opt.hyper, 1e-3, True, 1)
         asm = f.inspect_asm(f.signatures[-1])
         out[np.dtype(dtype).name] = len(re.findall(
             r"\bv(?:sqrt|div|mul|fmadd\w*)p[sd]\s+[^\n]*[xy]mm", asm))

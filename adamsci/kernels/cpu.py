@@ -1,21 +1,28 @@
 """In-place CPU kernels (Numba ``@njit``) for every optimizer.
 
-Every optimizer has one *driver* written once and compiled twice: a serial
-kernel ``<name>_step`` and a ``prange`` kernel ``<name>_step_parallel`` (the
-same Python source; ``prange`` is a plain ``range`` in the serial build). A
-driver
+One kernel, :func:`step` (and its ``prange`` twin :func:`step_parallel`,
+the same source compiled with ``parallel=True``), steps every optimizer:
 
-1. counts the non-finite gradient entries first when ``check`` is true and
-   returns that count without touching anything if it is not zero;
-2. computes the per-step scalars (bias corrections, ...) in float64 from the
-   int64 step counter ``step[0]``;
-3. applies the scalar rule of :mod:`adamsci._rules` to every element, over
-   ``nchunks`` contiguous chunks (1 for the serial kernel);
-4. increments ``step[0]`` and returns 0.
+1. when ``check`` is true it counts the non-finite gradient entries first and
+   returns that count, touching nothing, if it is not zero;
+2. it applies the optimizer's *per-array step* (:func:`update`) to every
+   element, over ``nchunks`` contiguous chunks (1 for the serial kernel);
+3. it increments ``state.step[0]`` and returns 0.
 
-All arrays are 1-D and C-contiguous; arrays of features that are off (AMSGrad's
-running max, the temporal average, ...) are passed as empty arrays of the same
-dtype so that one compiled specialisation serves every flag combination.
+:func:`update` is the one per-array step of each optimizer: it computes the
+per-step scalars (``adamsci._rules.*_scalars``) and applies the scalar rule
+of :mod:`adamsci._rules` to elements ``lo:hi``. It picks the optimizer from
+the type of its hyperparameters (``_rules.AdamHyper``, ...), so a kernel or
+loop compiled for Adam holds Adam's code only. :meth:`adamsci.Optimizer.step`
+calls :func:`step`; the minimize iteration (:mod:`adamsci._loop`) calls
+:func:`update` directly.
+
+Arrays are 1-D and C-contiguous; ``state`` is the optimizer's ``State``
+named tuple (``step``, an int64 array of one element, then the per-parameter
+arrays), with arrays of features that are off (AMSGrad's running max, the
+temporal average, ...) empty, so that one compiled specialisation serves
+every flag combination. The gradient may also be a tuple of floats (the
+compiled minimize loop passes an objective's tuple gradient as it is).
 """
 import types
 
@@ -23,7 +30,7 @@ import numba
 from numba import njit, prange
 from numba import types as nbtypes
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 from .. import _rules
@@ -32,7 +39,6 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 _inline = njit(inline="always", error_model="numpy")
 _adam = _inline(_rules.adam)
-_adam_coefficients = _inline(_rules.adam_coefficients)
 _adamax = _inline(_rules.adamax)
 _sgd = _inline(_rules.sgd)
 _adagrad = _inline(_rules.adagrad)
@@ -42,28 +48,22 @@ _ema = _inline(_rules.ema)
 _is_bad = _inline(_rules.is_bad)
 
 
-def _twins(py_func, **parallel_globals):
+def _twins(py_func):
     """Compile ``py_func`` as a serial and as a ``parallel=True`` kernel.
 
-    The two builds get distinct qualified names so that Numba's on-disk cache
-    keeps them apart (the cache index is keyed by name, not by flags).
-    ``parallel_globals`` rebinds global names in the parallel build only
-    (the drivers' ``_check`` becomes the parallel check there).
+    The parallel build gets the name ``<name>_parallel``, so that Numba's
+    on-disk cache (keyed by name, not by flags) keeps the two apart.
     """
     name = py_func.__name__
-    return (njit(**JIT)(_renamed(py_func, name)),
-            njit(parallel=True, **JIT)(
-                _renamed(py_func, name + "_parallel", **parallel_globals)))
+    return (njit(**JIT)(py_func),
+            njit(parallel=True, **JIT)(_renamed(py_func, name + "_parallel")))
 
 
-def _renamed(py_func, name, **extra_globals):
-    """A copy of ``py_func`` under another name (also the kernel's name in
-    profilers and in Numba's cache index), optionally with some globals
-    rebound (a copy of the module's globals at this point)."""
-    glb = py_func.__globals__
-    if extra_globals:
-        glb = dict(glb, **extra_globals)
-    f = types.FunctionType(py_func.__code__, glb, name,
+def _renamed(py_func, name):
+    """A copy of ``py_func`` under another name (its name in profilers and
+    in Numba's cache index). The one helper for the few places where Numba's
+    cache needs two builds of one source to have distinct names."""
+    f = types.FunctionType(py_func.__code__, py_func.__globals__, name,
                            py_func.__defaults__, py_func.__closure__)
     f.__qualname__ = name
     f.__doc__ = py_func.__doc__
@@ -103,25 +103,13 @@ def stack_empty(typingctx, n, dtype):
     Small work arrays live on the stack so that, once the fixed-length
     loops over them are unrolled, LLVM keeps them in registers: stores to
     heap arrays it must assume may alias each other. Used by the batched
-    fits (the loop over points ~1.6x faster, measured on the Gaussian) and
-    by the compiled minimize loop. The array must not outlive the function
-    that made it (it has no owner).
+    fits (the loop over points ~1.6x faster, measured on the Gaussian). The
+    array must not outlive the function that made it (it has no owner).
     """
     if not isinstance(n, nbtypes.IntegerLiteral):
         return None
     codegen = _stack_array((n.literal_value,), dtype)
     return nbtypes.Array(dtype.dtype, 1, "C")(n, dtype), codegen
-
-
-@intrinsic
-def stack_empty_2d(typingctx, rows, cols, dtype):
-    """``np.empty((rows, cols), dtype)`` on the stack, like
-    :func:`stack_empty` (the strides are constants too)."""
-    if not (isinstance(rows, nbtypes.IntegerLiteral)
-            and isinstance(cols, nbtypes.IntegerLiteral)):
-        return None
-    codegen = _stack_array((rows.literal_value, cols.literal_value), dtype)
-    return nbtypes.Array(dtype.dtype, 2, "C")(rows, cols, dtype), codegen
 
 
 @njit(**JIT)
@@ -157,48 +145,56 @@ def _any_bad(g):
     return 1 if bad else 0
 
 
-def _check_driver(g, nchunks):
-    """0 when ``g`` is all finite, else the number of NaN/inf entries (the
-    exact count is taken only then); ``nchunks`` chunks, ``prange`` in the
-    parallel build. Every driver calls it as ``_check`` before writing."""
-    n = g.size
-    bad = 0
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        bad += _any_bad(g[lo:hi])
-    if bad > 0:
-        return _count_bad(g)
-    return 0
-
-
-_check, _check_parallel = _twins(_check_driver)
-
-
 @njit(**JIT)
 def count_nonfinite(g):
     """Number of NaN or infinite entries of the 1-D array ``g``."""
     return _count_bad(g)
 
 
-@njit(**JIT)
-def _adam_range(p, g, m, v, vmax, avg, step_size, inv_sqrt_bc2, beta1, c1,
-                beta2, c2, eps, weight_decay, decay, decoupled, amsgrad,
-                maximize, ema_decay, c_ema):
+_adam_scalars = _inline(_rules.adam_scalars)
+_adamax_scalars = _inline(_rules.adamax_scalars)
+_sgd_scalars = _inline(_rules.sgd_scalars)
+_adagrad_scalars = _inline(_rules.adagrad_scalars)
+_rmsprop_scalars = _inline(_rules.rmsprop_scalars)
+_adadelta_scalars = _inline(_rules.adadelta_scalars)
+
+
+# -- the per-array step of each optimizer ---------------------------------
+# update(h, state, t, lr, p, g, lo, hi, stride): step ``t`` (1-based) with
+# learning rate ``lr`` on elements lo, lo + stride, ... < hi of ``p`` and of
+# the state arrays, gradient ``g`` (cast to p's dtype). The step counter is
+# not touched (the caller advances it once for all chunks). The CPU calls it
+# with ``stride`` 1 on one chunk per thread, a CUDA thread with the grid's
+# stride (adamsci.kernels.cuda); it is inlined into its caller, so that with
+# the constant stride 1 LLVM vectorises the loop (the arrays are sliced to
+# lo:hi first: LLVM does not vectorise the same loop over lo:hi of whole
+# arrays).
+
+
+@njit(inline="always", **JIT)
+def _adam_update(h, state, t, lr, p, g, lo, hi, stride):
+    T = p.dtype.type
+    (step_size, inv_sqrt_bc2, beta1, c1, beta2, c2, eps, weight_decay, decay,
+     ema_decay, c_ema) = _adam_scalars(h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    m, v = state.m[lo:hi], state.v[lo:hi]
+    vmax, avg = state.vmax[lo:hi], state.avg[lo:hi]
+    decoupled, maximize = h.decoupled_weight_decay, h.maximize
     # Two loops rather than a conditional load of vmax[i]: LLVM vectorises
     # each of them, but not a loop whose load address depends on a flag.
-    if amsgrad:
-        for i in range(p.size):
+    if h.amsgrad:
+        for i in range(0, p.size, stride):
             pi, m[i], v[i], vmax[i] = _adam(
-                p[i], g[i], m[i], v[i], vmax[i], step_size, inv_sqrt_bc2,
+                p[i], T(g[i]), m[i], v[i], vmax[i], step_size, inv_sqrt_bc2,
                 beta1, c1, beta2, c2, eps, weight_decay, decay, decoupled,
                 True, maximize)
             p[i] = pi
             if ema_decay > 0.0:
                 avg[i] = _ema(avg[i], pi, ema_decay, c_ema)
     else:
-        for i in range(p.size):
+        for i in range(0, p.size, stride):
             pi, m[i], v[i], _unused = _adam(
-                p[i], g[i], m[i], v[i], v[i], step_size, inv_sqrt_bc2,
+                p[i], T(g[i]), m[i], v[i], v[i], step_size, inv_sqrt_bc2,
                 beta1, c1, beta2, c2, eps, weight_decay, decay, decoupled,
                 False, maximize)
             p[i] = pi
@@ -206,202 +202,136 @@ def _adam_range(p, g, m, v, vmax, avg, step_size, inv_sqrt_bc2, beta1, c1,
                 avg[i] = _ema(avg[i], pi, ema_decay, c_ema)
 
 
-def _adam_driver(p, g, m, v, vmax, avg, step, lr, beta1, beta2, eps,
-                 weight_decay, decoupled, amsgrad, bias_correction, maximize,
-                 ema_decay, check, nchunks):
-    n = p.size
-    if check:
-        bad = _check(g, nchunks)
-        if bad > 0:
-            return bad
-    t = step[0] + 1
-    step_size, inv_sqrt_bc2 = _adam_coefficients(t, lr, beta1, beta2,
-                                                 bias_correction)
+@njit(inline="always", **JIT)
+def _adamax_update(h, state, t, lr, p, g, lo, hi, stride):
     T = p.dtype.type
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        _adam_range(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vmax[lo:hi],
-                    avg[lo:hi], T(step_size), T(inv_sqrt_bc2), T(beta1),
-                    T(1.0 - beta1), T(beta2), T(1.0 - beta2), T(eps),
-                    T(weight_decay), T(1.0 - lr * weight_decay), decoupled,
-                    amsgrad, maximize, T(ema_decay), T(1.0 - ema_decay))
-    step[0] = t
-    return 0
-
-
-adam_step, adam_step_parallel = _twins(_adam_driver,
-                                       _check=_check_parallel)
-
-
-@njit(**JIT)
-def _adamax_range(p, g, m, u, avg, step_size, beta1, c1, beta2, eps,
-                  weight_decay, maximize, ema_decay, c_ema):
-    for i in range(p.size):
-        pi, mi, ui = _adamax(p[i], g[i], m[i], u[i], step_size, beta1, c1,
-                             beta2, eps, weight_decay, maximize)
+    (step_size, beta1, c1, beta2, eps, weight_decay, ema_decay,
+     c_ema) = _adamax_scalars(h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    m, u, avg = state.m[lo:hi], state.u[lo:hi], state.avg[lo:hi]
+    for i in range(0, p.size, stride):
+        pi, m[i], u[i] = _adamax(p[i], T(g[i]), m[i], u[i], step_size, beta1,
+                                 c1, beta2, eps, weight_decay, h.maximize)
         p[i] = pi
-        m[i] = mi
-        u[i] = ui
         if ema_decay > 0.0:
             avg[i] = _ema(avg[i], pi, ema_decay, c_ema)
 
 
-def _adamax_driver(p, g, m, u, avg, step, lr, beta1, beta2, eps, weight_decay,
-                   maximize, ema_decay, check, nchunks):
-    n = p.size
-    if check:
-        bad = _check(g, nchunks)
-        if bad > 0:
-            return bad
-    t = step[0] + 1
-    step_size, _unused = _adam_coefficients(t, lr, beta1, beta2, True)
+@njit(inline="always", **JIT)
+def _sgd_update(h, state, t, lr, p, g, lo, hi, stride):
     T = p.dtype.type
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        _adamax_range(p[lo:hi], g[lo:hi], m[lo:hi], u[lo:hi], avg[lo:hi],
-                      T(step_size), T(beta1), T(1.0 - beta1), T(beta2),
-                      T(eps), T(weight_decay), maximize, T(ema_decay),
-                      T(1.0 - ema_decay))
-    step[0] = t
-    return 0
-
-
-adamax_step, adamax_step_parallel = _twins(_adamax_driver,
-                                           _check=_check_parallel)
-
-
-@njit(**JIT)
-def _sgd_range(p, g, buf, lr, momentum, undamped, nesterov, weight_decay,
-               first, maximize):
-    for i in range(p.size):
-        b = buf[i] if momentum != 0.0 else g[i]
-        pi, b = _sgd(p[i], g[i], b, lr, momentum, undamped, nesterov,
-                     weight_decay, first, maximize)
-        p[i] = pi
+    lr, momentum, undamped, weight_decay = _sgd_scalars(h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    buf = state.momentum_buffer[lo:hi]
+    first = t == 1
+    for i in range(0, p.size, stride):
+        gi = T(g[i])
+        b = buf[i] if momentum != 0.0 else gi
+        p[i], b = _sgd(p[i], gi, b, lr, momentum, undamped, h.nesterov,
+                       weight_decay, first, h.maximize)
         if momentum != 0.0:
             buf[i] = b
 
 
-def _sgd_driver(p, g, buf, step, lr, momentum, dampening, nesterov,
-                weight_decay, maximize, check, nchunks):
-    n = p.size
-    if check:
-        bad = _check(g, nchunks)
-        if bad > 0:
-            return bad
-    first = step[0] == 0
+@njit(inline="always", **JIT)
+def _adagrad_update(h, state, t, lr, p, g, lo, hi, stride):
     T = p.dtype.type
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        _sgd_range(p[lo:hi], g[lo:hi], buf[lo:hi], T(lr), T(momentum),
-                   T(1.0 - dampening), nesterov, T(weight_decay), first,
-                   maximize)
-    step[0] += 1
-    return 0
+    clr, eps, weight_decay = _adagrad_scalars(h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    s = state.sum[lo:hi]
+    for i in range(0, p.size, stride):
+        p[i], s[i] = _adagrad(p[i], T(g[i]), s[i], clr, eps, weight_decay,
+                              h.maximize)
 
 
-sgd_step, sgd_step_parallel = _twins(_sgd_driver,
-                                     _check=_check_parallel)
-
-
-@njit(**JIT)
-def _adagrad_range(p, g, s, clr, eps, weight_decay, maximize):
-    for i in range(p.size):
-        pi, si = _adagrad(p[i], g[i], s[i], clr, eps, weight_decay, maximize)
-        p[i] = pi
-        s[i] = si
-
-
-def _adagrad_driver(p, g, s, step, lr, lr_decay, eps, weight_decay, maximize,
-                    check, nchunks):
-    n = p.size
-    if check:
-        bad = _check(g, nchunks)
-        if bad > 0:
-            return bad
-    t = step[0] + 1
-    clr = lr / (1.0 + (t - 1) * lr_decay)
+@njit(inline="always", **JIT)
+def _rmsprop_update(h, state, t, lr, p, g, lo, hi, stride):
     T = p.dtype.type
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        _adagrad_range(p[lo:hi], g[lo:hi], s[lo:hi], T(clr), T(eps),
-                       T(weight_decay), maximize)
-    step[0] = t
-    return 0
-
-
-adagrad_step, adagrad_step_parallel = _twins(_adagrad_driver,
-                                             _check=_check_parallel)
-
-
-@njit(**JIT)
-def _rmsprop_range(p, g, sq, gavg, buf, lr, alpha, c_alpha, eps, momentum,
-                   centered, weight_decay, maximize):
-    for i in range(p.size):
-        ga = gavg[i] if centered else g[i]
-        b = buf[i] if momentum > 0.0 else g[i]
-        pi, si, ga, b = _rmsprop(p[i], g[i], sq[i], ga, b, lr, alpha, c_alpha,
-                                 eps, momentum, centered, weight_decay,
-                                 maximize)
-        p[i] = pi
-        sq[i] = si
+    lr, alpha, c_alpha, eps, momentum, weight_decay = _rmsprop_scalars(
+        h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    sq, gavg = state.square_avg[lo:hi], state.grad_avg[lo:hi]
+    buf = state.momentum_buffer[lo:hi]
+    centered = h.centered
+    for i in range(0, p.size, stride):
+        gi = T(g[i])
+        ga = gavg[i] if centered else gi
+        b = buf[i] if momentum > 0.0 else gi
+        p[i], sq[i], ga, b = _rmsprop(p[i], gi, sq[i], ga, b, lr, alpha,
+                                      c_alpha, eps, momentum, centered,
+                                      weight_decay, h.maximize)
         if centered:
             gavg[i] = ga
         if momentum > 0.0:
             buf[i] = b
 
 
-def _rmsprop_driver(p, g, sq, gavg, buf, step, lr, alpha, eps, momentum,
-                    centered, weight_decay, maximize, check, nchunks):
+@njit(inline="always", **JIT)
+def _adadelta_update(h, state, t, lr, p, g, lo, hi, stride):
+    T = p.dtype.type
+    lr, rho, c_rho, eps, weight_decay = _adadelta_scalars(h, t, lr, T)
+    p, g = p[lo:hi], g[lo:hi]
+    sq, acc = state.square_avg[lo:hi], state.acc_delta[lo:hi]
+    for i in range(0, p.size, stride):
+        p[i], sq[i], acc[i] = _adadelta(p[i], T(g[i]), sq[i], acc[i], lr,
+                                        rho, c_rho, eps, weight_decay,
+                                        h.maximize)
+
+
+#: the per-array step of each optimizer, by the class of its hyperparameters
+UPDATES = {_rules.AdamHyper: _adam_update, _rules.AdaMaxHyper: _adamax_update,
+           _rules.SGDHyper: _sgd_update, _rules.AdaGradHyper: _adagrad_update,
+           _rules.RMSPropHyper: _rmsprop_update,
+           _rules.AdaDeltaHyper: _adadelta_update}
+
+
+def update(h, state, t, lr, p, g, lo, hi):
+    """Step ``t`` of the optimizer whose hyperparameters are ``h`` on the
+    elements ``lo:hi``: the optimizer's function of :data:`UPDATES`
+    (``type(h)`` selects it) with stride 1.
+
+    Compiled code resolves the call when it is compiled
+    (:func:`_update_overload`); from Python it runs the Python source.
+    """
+    UPDATES[type(h)].py_func(h, state, t, lr, p, g, lo, hi, 1)
+
+
+def _update_overload(h, state, t, lr, p, g, lo, hi):
+    fn = UPDATES[h.instance_class]
+
+    def impl(h, state, t, lr, p, g, lo, hi):
+        # the constant stride 1, inlined: LLVM vectorises the loop
+        fn(h, state, t, lr, p, g, lo, hi, 1)
+    return impl
+
+
+overload(update, jit_options=JIT)(_update_overload)
+
+
+def step(p, g, state, h, lr, check, nchunks):
+    """One in-place step of ``p`` and ``state`` (the optimizer of ``h``).
+
+    Returns 0, or (``check`` true) the number of NaN/inf entries of ``g``
+    when there are any, nothing modified then. ``nchunks`` chunks, run by
+    ``prange`` in :func:`step_parallel`.
+    """
     n = p.size
     if check:
-        bad = _check(g, nchunks)
+        bad = 0
+        for c in prange(nchunks):
+            lo, hi = _chunk(n, nchunks, c)
+            bad += _any_bad(g[lo:hi])
         if bad > 0:
-            return bad
-    T = p.dtype.type
+            return _count_bad(g)
+    t = state.step[0] + 1
     for c in prange(nchunks):
         lo, hi = _chunk(n, nchunks, c)
-        _rmsprop_range(p[lo:hi], g[lo:hi], sq[lo:hi], gavg[lo:hi], buf[lo:hi],
-                       T(lr), T(alpha), T(1.0 - alpha), T(eps), T(momentum),
-                       centered, T(weight_decay), maximize)
-    step[0] += 1
+        update(h, state, t, lr, p, g, lo, hi)
+    state.step[0] = t
     return 0
 
 
-rmsprop_step, rmsprop_step_parallel = _twins(_rmsprop_driver,
-                                             _check=_check_parallel)
-
-
-@njit(**JIT)
-def _adadelta_range(p, g, sq, acc, lr, rho, c_rho, eps, weight_decay,
-                    maximize):
-    for i in range(p.size):
-        pi, si, ai = _adadelta(p[i], g[i], sq[i], acc[i], lr, rho, c_rho, eps,
-                               weight_decay, maximize)
-        p[i] = pi
-        sq[i] = si
-        acc[i] = ai
-
-
-def _adadelta_driver(p, g, sq, acc, step, lr, rho, eps, weight_decay,
-                     maximize, check, nchunks):
-    n = p.size
-    if check:
-        bad = _check(g, nchunks)
-        if bad > 0:
-            return bad
-    T = p.dtype.type
-    for c in prange(nchunks):
-        lo, hi = _chunk(n, nchunks, c)
-        _adadelta_range(p[lo:hi], g[lo:hi], sq[lo:hi], acc[lo:hi], T(lr),
-                        T(rho), T(1.0 - rho), T(eps), T(weight_decay),
-                        maximize)
-    step[0] += 1
-    return 0
-
-
-adadelta_step, adadelta_step_parallel = _twins(_adadelta_driver,
-                                               _check=_check_parallel)
+step, step_parallel = _twins(step)
 
 
 def num_threads():

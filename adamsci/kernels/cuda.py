@@ -1,14 +1,23 @@
 r"""In-place CUDA kernels (``@cuda.jit``): twins of :mod:`adamsci.kernels.cpu`.
 
-Every CPU driver has a CUDA twin with the same name and the same arguments,
-compiled from the same scalar rules of :mod:`adamsci._rules` (here with
-``numba.cuda.jit(device=True)``; the math is written once):
+The CPU has one kernel for every optimizer, :func:`adamsci.kernels.cpu.step`;
+its CUDA twin :data:`step` has the same name and the same arguments but the
+last, and runs the same per-array step of each optimizer
+(``adamsci.kernels.cpu._adam_update``, ...: the rules of :mod:`adamsci._rules`
+and their per-step scalars), here with each thread taking every
+``gridsize``-th element (a grid-stride loop):
 
-``adam_step, adamax_step, sgd_step, adagrad_step, rmsprop_step, adadelta_step``
+* ``step(p, g, state, h, lr, check, scratch)``: ``state`` is the optimizer's
+  ``State`` named tuple of device arrays, ``h`` its hyperparameters
+  (``_rules.AdamHyper``, ...), whose type picks the optimizer when the kernel
+  is compiled;
+* ``count_nonfinite(g, scratch)``.
 
-and the non-finite counter ``count_nonfinite``. The optimizers
-(:mod:`adamsci.optimizers`) call :func:`init_state` and :func:`step` when
-``params`` is a CUDA device array: a Numba device array or any object with
+Numba compiles the per-array steps, plain ``@njit`` functions, for the GPU
+when a kernel calls them (numba-cuda turns a CPU dispatcher into a device
+function); the math is written once. The optimizers (:mod:`adamsci.optimizers`)
+call :func:`init_state` and :func:`step_device` when ``params`` is a CUDA
+device array: a Numba device array or any object with
 ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors). Parameters,
 gradients and state stay on the device and are updated in place.
 
@@ -18,7 +27,9 @@ nothing of ``numba.cuda``; the kernels are built on first use (``numba-cuda``
 is the optional extra ``adamsci[cuda]``). Without numba-cuda the CUDA path
 raises :class:`ImportError`; with numba-cuda but no usable GPU it raises
 :class:`RuntimeError`; each message says which is missing. Numba's simulator
-(``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported) counts as a GPU.
+(``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported) counts as a GPU; it
+runs the kernels in Python, and the per-array steps from their Python source
+(:func:`adamsci.kernels.cpu.update` run from Python does the same).
 
 Differences from the CPU twins
 ------------------------------
@@ -34,16 +45,17 @@ compares them):
 
 ``scratch`` holds ``[count, blocks_done, last_count]``:
 
-1. with ``check``, :func:`step` first launches ``count_nonfinite`` (a
+1. with ``check``, :func:`step_device` first launches ``count_nonfinite`` (a
    grid-stride reduction: one atomic add per thread that saw a NaN/inf, none
    otherwise) into ``scratch[0]``;
-2. the update kernel, queued right behind it on the same stream, reads that
+2. the step kernel, queued right behind it on the same stream, reads that
    count; if it is not zero no thread touches anything (the CPU's "return
    n_bad without modifying anything"), else every element is updated;
 3. the last block to finish (a ticket taken with one atomic add per block on
    ``scratch[1]``, after a ``syncthreads``) advances the step counter
-   ``step[0]``, publishes the count in ``scratch[2]`` and resets ``scratch[0]``
-   and ``scratch[1]`` to zero, so the next step needs no memset;
+   ``state.step[0]``, publishes the count in ``scratch[2]`` and resets
+   ``scratch[0]`` and ``scratch[1]`` to zero, so the next step needs no
+   memset;
 4. the host copies ``scratch[2]`` (8 bytes, into pinned memory) back: the one
    device-to-host copy per step, which also waits for the step to finish,
    then raises :class:`FloatingPointError` or returns False exactly as the CPU
@@ -51,17 +63,17 @@ compares them):
    a step is one asynchronous kernel launch.
 
 The step counter stays on the device (the int64 array ``state.step``): every
-thread reads ``t = step[0] + 1`` when it starts and computes the bias
-corrections from it in float64 (with :func:`adamsci._rules.adam_coefficients`)
-before casting the per-step scalars to the parameters' dtype; the increment is
-race-free because it is written by the last block only after every block has
-passed its barrier, that is after every thread has read ``step[0]``. So a twin
-launched by itself behaves like its CPU twin (one kernel, step advanced),
-without a second launch or a host-side mirror. A learning-rate *schedule*
-needs ``t`` on the host: :meth:`adamsci.Optimizer.step` reads ``state.step``
-from the device (one more 8-byte copy, only when ``learning_rate`` is a
-callable) rather than keeping a host mirror that could drift from the device
-counter when a state is restored or edited.
+thread reads ``t = step[0] + 1`` when it starts and computes the per-step
+scalars from it in float64 (``adamsci._rules.adam_scalars``, ...) before
+casting them to the parameters' dtype; the increment is race-free because it
+is written by the last block only after every block has passed its barrier,
+that is after every thread has read ``step[0]``. So the kernel launched by
+itself behaves like its CPU twin (one launch, step advanced), without a second
+launch or a host-side mirror. A learning-rate *schedule* needs ``t`` on the
+host: :meth:`adamsci.Optimizer.step` reads ``state.step`` from the device (one
+more 8-byte copy, only when ``learning_rate`` is a callable) rather than
+keeping a host mirror that could drift from the device counter when a state
+is restored or edited.
 
 Arithmetic: float32 parameters are updated in float32 and float64 in float64,
 as on the CPU; division and square root are IEEE-rounded (no fastmath). The
@@ -104,30 +116,30 @@ On a GPU (or the simulator) an optimizer steps device arrays in place:
 """
 import os
 import threading
-import types
 import warnings
 
 import numpy as np
 
-from .. import _rules
+from . import cpu
 from .. import optimizers as _optimizers
 
-__all__ = ["adam_step", "adamax_step", "sgd_step", "adagrad_step",
-           "rmsprop_step", "adadelta_step", "count_nonfinite", "is_available",
-           "require", "init_state", "step", "to_device", "new_scratch",
-           "configure", "launch_config", "SIGNATURE_DIFFERENCES"]
+__all__ = ["step", "count_nonfinite", "is_available", "require",
+           "init_state", "step_device", "to_device", "new_scratch",
+           "configure", "launch_config", "TWINS", "SIGNATURE_DIFFERENCES"]
 
-#: Twin kernels, by name (the names of the CPU drivers).
-TWINS = ("adam_step", "adamax_step", "sgd_step", "adagrad_step",
-         "rmsprop_step", "adadelta_step")
+#: The CUDA twins of the CPU kernels, by name (the CPU kernels' names).
+TWINS = ("step", "count_nonfinite")
 
-#: The intended differences between a CPU driver's parameters and its CUDA
+#: The intended differences between a CPU kernel's parameters and its CUDA
 #: twin's: CPU parameter name -> CUDA parameter name (see the module notes).
 SIGNATURE_DIFFERENCES = {"nchunks": "scratch"}
 
-#: ``numba.cuda``, bound on first use by :func:`_load` (the kernel bodies below
-#: resolve it when they are compiled, which is after that).
+#: ``numba.cuda``, bound on first use by :func:`_load` (the kernel sources
+#: below read it when they are compiled, which is after that).
 cuda = None
+#: The compiled kernels (``step``, ``count_nonfinite``, ``fill``), made by
+#: :func:`_load` from the sources below.
+_kernels = None
 
 _SCRATCH_SIZE = 3          # [count, blocks_done, last_count]
 _DEFAULT_TPB = 256         # threads per block on a GPU
@@ -142,11 +154,33 @@ _SIMULATOR = False
 
 
 # ---------------------------------------------------------------------------
-# kernel bodies: plain Python, compiled by _load() with numba.cuda.jit. The
-# names _adam, _ema, ... are the device-compiled rules of adamsci._rules.
+# kernel sources: plain Python, compiled by _load() with numba.cuda.jit
 # ---------------------------------------------------------------------------
-def _finish(step, t, bad, check, scratch):
-    """End of every update kernel: the last block advances the step."""
+def _strided_update(h, state, t, lr, p, g, start, stride):
+    """The optimizer's per-array step on elements ``start, start + stride,
+    ...`` (run from Python in the simulator; compiled, ``type(h)`` picks the
+    function, see :func:`_strided_update_overload`)."""
+    cpu.UPDATES[type(h)].py_func(h, state, t, lr, p, g, start, p.size,
+                                 stride)
+
+
+def _strided_update_overload(h, state, t, lr, p, g, start, stride):
+    fn = cpu.UPDATES[h.instance_class]
+
+    def impl(h, state, t, lr, p, g, start, stride):
+        fn(h, state, t, lr, p, g, start, p.size, stride)
+    return impl
+
+
+def _step(p, g, state, h, lr, check, scratch):
+    """One in-place step of ``p`` and ``state`` by the optimizer of ``h``;
+    with ``check``, nothing when ``count_nonfinite`` left a count."""
+    bad = scratch[0] if check else 0
+    t = state.step[0] + 1
+    if bad == 0:
+        _strided_update(h, state, t, lr, p, g, cuda.grid(1),
+                        cuda.gridsize(1))
+    # the last block to finish advances the step (see the module notes)
     cuda.syncthreads()          # every thread of this block has read step[0]
     if cuda.threadIdx.x == 0:
         cuda.threadfence()
@@ -154,7 +188,7 @@ def _finish(step, t, bad, check, scratch):
         if ticket == cuda.gridDim.x - 1:     # every other block is done
             cuda.threadfence()
             if bad == 0:
-                step[0] = t
+                state.step[0] = t
             if check:
                 scratch[2] = bad
                 scratch[0] = 0
@@ -162,173 +196,25 @@ def _finish(step, t, bad, check, scratch):
 
 
 def _count_nonfinite(g, scratch):
+    """Add the number of NaN or infinite entries of ``g`` to
+    ``scratch[0]``."""
     bad = 0
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        if _is_bad(g[i]):
+        if cpu._is_bad(g[i]):
             bad += 1
     if bad > 0:
         cuda.atomic.add(scratch, 0, bad)
 
 
 def _fill(a, value):
+    """``a[:] = value`` (the state's initial values, on the device)."""
     x = a.dtype.type(value)
     for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
         a[i] = x
 
 
-def _adam_step(p, g, m, v, vmax, avg, step, lr, beta1, beta2, eps,
-               weight_decay, decoupled, amsgrad, bias_correction, maximize,
-               ema_decay, check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        step_size, inv_sqrt_bc2 = _adam_coefficients(t, lr, beta1, beta2,
-                                                     bias_correction)
-        T = p.dtype.type
-        step_size = T(step_size)
-        inv_sqrt_bc2 = T(inv_sqrt_bc2)
-        b1 = T(beta1)
-        c1 = T(1.0 - beta1)
-        b2 = T(beta2)
-        c2 = T(1.0 - beta2)
-        e = T(eps)
-        wd = T(weight_decay)
-        decay = T(1.0 - lr * weight_decay)
-        d = T(ema_decay)
-        c_d = T(1.0 - ema_decay)
-        start = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        if amsgrad:
-            for i in range(start, p.size, stride):
-                pi, m[i], v[i], vmax[i] = _adam(
-                    p[i], g[i], m[i], v[i], vmax[i], step_size, inv_sqrt_bc2,
-                    b1, c1, b2, c2, e, wd, decay, decoupled, True, maximize)
-                p[i] = pi
-                if ema_decay > 0.0:
-                    avg[i] = _ema(avg[i], pi, d, c_d)
-        else:
-            for i in range(start, p.size, stride):
-                pi, m[i], v[i], _unused = _adam(
-                    p[i], g[i], m[i], v[i], v[i], step_size, inv_sqrt_bc2,
-                    b1, c1, b2, c2, e, wd, decay, decoupled, False, maximize)
-                p[i] = pi
-                if ema_decay > 0.0:
-                    avg[i] = _ema(avg[i], pi, d, c_d)
-    _finish(step, t, bad, check, scratch)
-
-
-def _adamax_step(p, g, m, u, avg, step, lr, beta1, beta2, eps, weight_decay,
-                 maximize, ema_decay, check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        step_size, _unused = _adam_coefficients(t, lr, beta1, beta2, True)
-        T = p.dtype.type
-        step_size = T(step_size)
-        b1 = T(beta1)
-        c1 = T(1.0 - beta1)
-        b2 = T(beta2)
-        e = T(eps)
-        wd = T(weight_decay)
-        d = T(ema_decay)
-        c_d = T(1.0 - ema_decay)
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            pi, m[i], u[i] = _adamax(p[i], g[i], m[i], u[i], step_size, b1,
-                                     c1, b2, e, wd, maximize)
-            p[i] = pi
-            if ema_decay > 0.0:
-                avg[i] = _ema(avg[i], pi, d, c_d)
-    _finish(step, t, bad, check, scratch)
-
-
-def _sgd_step(p, g, buf, step, lr, momentum, dampening, nesterov,
-              weight_decay, maximize, check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        first = t == 1
-        T = p.dtype.type
-        a = T(lr)
-        mu = T(momentum)
-        undamped = T(1.0 - dampening)
-        wd = T(weight_decay)
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            b = buf[i] if momentum != 0.0 else g[i]
-            pi, b = _sgd(p[i], g[i], b, a, mu, undamped, nesterov, wd, first,
-                         maximize)
-            p[i] = pi
-            if momentum != 0.0:
-                buf[i] = b
-    _finish(step, t, bad, check, scratch)
-
-
-def _adagrad_step(p, g, s, step, lr, lr_decay, eps, weight_decay, maximize,
-                  check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        # the per-step scalar of the CPU driver (adamsci.kernels.cpu)
-        clr = lr / (1.0 + (t - 1) * lr_decay)
-        T = p.dtype.type
-        clr = T(clr)
-        e = T(eps)
-        wd = T(weight_decay)
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            p[i], s[i] = _adagrad(p[i], g[i], s[i], clr, e, wd, maximize)
-    _finish(step, t, bad, check, scratch)
-
-
-def _rmsprop_step(p, g, sq, gavg, buf, step, lr, alpha, eps, momentum,
-                  centered, weight_decay, maximize, check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        T = p.dtype.type
-        a = T(lr)
-        al = T(alpha)
-        c_al = T(1.0 - alpha)
-        e = T(eps)
-        mu = T(momentum)
-        wd = T(weight_decay)
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            ga = gavg[i] if centered else g[i]
-            b = buf[i] if momentum > 0.0 else g[i]
-            pi, si, ga, b = _rmsprop(p[i], g[i], sq[i], ga, b, a, al, c_al, e,
-                                     mu, centered, wd, maximize)
-            p[i] = pi
-            sq[i] = si
-            if centered:
-                gavg[i] = ga
-            if momentum > 0.0:
-                buf[i] = b
-    _finish(step, t, bad, check, scratch)
-
-
-def _adadelta_step(p, g, sq, acc, step, lr, rho, eps, weight_decay, maximize,
-                   check, scratch):
-    bad = scratch[0] if check else 0
-    t = step[0] + 1
-    if bad == 0:
-        T = p.dtype.type
-        a = T(lr)
-        r = T(rho)
-        c_r = T(1.0 - rho)
-        e = T(eps)
-        wd = T(weight_decay)
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            p[i], sq[i], acc[i] = _adadelta(p[i], g[i], sq[i], acc[i], a, r,
-                                            c_r, e, wd, maximize)
-    _finish(step, t, bad, check, scratch)
-
-
-_BODIES = {"adam_step": _adam_step, "adamax_step": _adamax_step,
-           "sgd_step": _sgd_step, "adagrad_step": _adagrad_step,
-           "rmsprop_step": _rmsprop_step, "adadelta_step": _adadelta_step,
-           "count_nonfinite": _count_nonfinite, "fill": _fill}
-_RULES = {"_adam": "adam", "_adam_coefficients": "adam_coefficients",
-          "_adamax": "adamax", "_sgd": "sgd", "_adagrad": "adagrad",
-          "_rmsprop": "rmsprop", "_adadelta": "adadelta", "_ema": "ema",
-          "_is_bad": "is_bad"}
+#: kernel name -> source (the names of the CPU twins)
+_SOURCES = {"step": _step, "count_nonfinite": _count_nonfinite, "fill": _fill}
 
 
 # ---------------------------------------------------------------------------
@@ -345,35 +231,33 @@ def _import_numba_cuda():
     return numba_cuda_module
 
 
-from .cpu import _renamed  # noqa: E402  (one helper for both targets)
-
-
 def _load():
     """Import numba.cuda and build the kernels (once); return numba.cuda."""
-    global cuda, _SIMULATOR
+    global cuda, _kernels, _SIMULATOR
     if cuda is not None:
         return cuda
     with _lock:
         if cuda is not None:
             return cuda
         mod = _import_numba_cuda()
-        g = globals()
-        for name, rule in _RULES.items():
-            g[name] = mod.jit(device=True)(getattr(_rules, rule))
-        g["_finish"] = mod.jit(device=True)(_finish)
-        for name, body in _BODIES.items():
-            g[name] = mod.jit(cache=True)(_renamed(body, name))
         _SIMULATOR = bool(getattr(getattr(mod, "config", None),
                                   "ENABLE_CUDASIM", False))
+        if not _SIMULATOR:
+            # compiled kernels resolve _strided_update by the type of h
+            from numba.cuda.extending import overload
+            overload(_strided_update, inline="always")(
+                _strided_update_overload)
         cuda = mod
+        _kernels = {name: mod.jit(cache=True)(cpu._renamed(source, name))
+                    for name, source in _SOURCES.items()}
     return cuda
 
 
 def __getattr__(name):
-    # the kernels exist once numba.cuda is imported: build them on first use
-    if name in _BODIES:
+    # the kernels exist once numba.cuda is imported: built on first use
+    if name in _SOURCES:
         _load()
-        return globals()[name]
+        return _kernels[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -498,7 +382,8 @@ def launch_config(n, threads_per_block=None, max_blocks=None):
 
 def _launcher(name, blocks, tpb):
     """The configured launch ``kernel[blocks, tpb]``, cached."""
-    kernel = globals()[name] if cuda is not None else __getattr__(name)
+    _load()
+    kernel = _kernels[name]
     if _SIMULATOR:      # the simulator's kernel objects keep one geometry
         return kernel[blocks, tpb]
     key = (name, blocks, tpb)
@@ -632,8 +517,8 @@ def to_device(state):
                          for a in state))
 
 
-def _state_arrays(opt, mod, state, shape, dtype):
-    """Validate a device state once; its arrays as flat device views."""
+def _flat_state(opt, mod, state, shape, dtype):
+    """Validate a device state once: the state of flat device views."""
     if type(state) is not opt.State:
         opt._validate_state(state, shape, dtype, host=False)  # TypeError
     views = []
@@ -648,14 +533,14 @@ def _state_arrays(opt, mod, state, shape, dtype):
     for name, arr in zip(state._fields, views):
         if not arr.is_c_contiguous():
             raise ValueError(f"state.{name} must be C-contiguous")
-    return views[0], [_flat(a) for a in views[1:]]
+    return opt.State(*(_flat(a) for a in views))
 
 
-def step(opt, params, grads, state):
+def step_device(opt, params, grads, state):
     """``opt.step(params, grads, state)`` for device arrays, in place.
 
     Launches ``count_nonfinite`` (unless ``nonfinite="ignore"``) and the
-    optimizer's twin kernel on Numba's default stream, then copies the 8-byte
+    :data:`step` kernel on Numba's default stream, then copies the 8-byte
     count back (the only device-to-host copy of a step; none with
     ``nonfinite="ignore"``, plus one to read the step count when
     ``learning_rate`` is a schedule).
@@ -670,10 +555,10 @@ def step(opt, params, grads, state):
     cached = getattr(opt, "_cuda_validated", None)
     if cached is None or cached[0] is not state or cached[1] != p.shape or \
             cached[2] != p.dtype:
-        step_arr, arrays = _state_arrays(opt, mod, state, p.shape, p.dtype)
-        cached = opt._cuda_validated = (state, p.shape, p.dtype, step_arr,
-                                        arrays)
-    step_arr, arrays = cached[3], cached[4]
+        cached = opt._cuda_validated = (
+            state, p.shape, p.dtype,
+            _flat_state(opt, mod, state, p.shape, p.dtype))
+    flat_state = cached[3]
     lr = opt._learning_rate(state)
     n = p.size
     p = _flat(p)
@@ -684,10 +569,10 @@ def step(opt, params, grads, state):
     if check:
         _launcher("count_nonfinite", blocks, tpb)(g, scratch)
     try:
-        _launcher(opt._kernel_name, blocks, tpb)(p, g, *arrays, step_arr, lr,
-                                                  *opt._hyper, check, scratch)
+        _launcher("step", blocks, tpb)(p, g, flat_state, opt.hyper, float(lr),
+                                       check, scratch)
     except BaseException:
-        # the update never ran: clear the count it would have consumed
+        # the step never ran: clear the count it would have consumed
         scratch.copy_to_device(np.zeros(_SCRATCH_SIZE, np.int64))
         raise
     if check:
