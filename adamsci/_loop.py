@@ -45,17 +45,13 @@ from numba.core.errors import NumbaError
 from numba.extending import overload
 
 from . import _record
-from . import schedules as _schedules
+from ._jit import JIT
 from .kernels import cpu
 
-JIT = dict(cache=True, nogil=True, error_model="numpy")
-
-#: the learning rate of an adamsci.schedules schedule at step t, compiled
-_schedule_at = njit(inline="always", error_model="numpy")(_schedules.evaluate)
 
 # -- status codes (>= 0 end the run) --------------------------------------
 CONTINUE = -1       # a step was taken; evaluate the objective at the new x
-SKIP = -2           # non-finite value skipped (nonfinite="skip"); evaluate again
+SKIP = -2           # non-finite value skipped (nonfinite="skip"): again
 BADGRAD = -3        # the gradient does not have n entries
 FULL = -4           # the history buffer must grow first (nothing was done)
 GTOL = 0
@@ -230,8 +226,8 @@ def _take_step(g, a, state, h, s, c):
     if s.schedule == PYTHON_SCHEDULE:
         lr = c.next_lr
     else:
-        lr = _schedule_at(s.schedule, s.lr, s.schedule_a, s.schedule_b,
-                          s.schedule_flag, t)
+        lr = cpu.schedule_at(s.schedule, s.lr, s.schedule_a, s.schedule_b,
+                             s.schedule_flag, t)
     c.learning_rate = lr
     for i in range(n):
         a.gy[i] = g[i] * a.scale[i] if s.scaled else g[i]

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-JIT = dict(cache=True, nogil=True, error_model="numpy")
+from ._jit import JIT
 
 # -- scalar columns of B ------------------------------------------------------
 IT = 0          # iteration (total, resumes included)

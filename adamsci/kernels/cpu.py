@@ -9,34 +9,40 @@ the same source compiled with ``parallel=True``), steps every optimizer:
    element, over ``nchunks`` contiguous chunks (1 for the serial kernel);
 3. it increments ``state.step[0]`` and returns 0.
 
-:func:`update` is the one per-array step of each optimizer: it computes the
-per-step scalars (``adamsci._rules.*_scalars``) and applies the scalar rule
-of :mod:`adamsci._rules` to elements ``lo:hi``. It picks the optimizer from
-the type of its hyperparameters (``_rules.AdamHyper``, ...), so a kernel or
-loop compiled for Adam holds Adam's code only. :meth:`adamsci.Optimizer.step`
-calls :func:`step`; the minimize iteration (:mod:`adamsci._loop`) calls
-:func:`update` directly.
+:func:`update` runs the one per-array step of each optimizer
+(:func:`_adam_update`, ...): the per-step scalars
+(``adamsci._rules.*_scalars``), then the scalar rule of :mod:`adamsci._rules`
+on every element of a range. It picks the optimizer from the type of its
+hyperparameters (``_rules.AdamHyper``, ...), so a kernel or loop compiled for
+Adam holds Adam's code only. :meth:`adamsci.Optimizer.step` calls
+:func:`step`; the minimize iteration (:mod:`adamsci._loop`) and the per-fit
+loop of :func:`adamsci.fit_batch` (:mod:`adamsci.kernels.fitloop`) call
+:func:`update`; the CUDA step kernel (:mod:`adamsci.kernels.cuda`) runs the
+same per-array steps with the grid's stride. The rules and the per-array
+steps are ``@njit(inline="always")`` functions, compiled into whichever
+kernel calls them (numba-cuda compiles a CPU dispatcher that a CUDA kernel
+calls as a device function); :func:`update` is a host-device function
+(:func:`adamsci._jit.host_device`), which picks one of them by type.
 
 Arrays are 1-D and C-contiguous; ``state`` is the optimizer's ``State``
 named tuple (``step``, an int64 array of one element, then the per-parameter
 arrays), with arrays of features that are off (AMSGrad's running max, the
 temporal average, ...) empty, so that one compiled specialisation serves
-every flag combination. The gradient may also be a tuple of floats (the
-compiled minimize loop passes an objective's tuple gradient as it is).
+every flag combination.
 """
-import types
-
 import numba
 from numba import njit, prange
 from numba import types as nbtypes
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from .. import _rules
+from .. import _rules, schedules
+from .._jit import JIT, host_device, renamed
 
-JIT = dict(cache=True, nogil=True, error_model="numpy")
-
+# The update rules, their per-step scalars and the learning-rate schedules,
+# compiled into the kernels that call them (numba-cuda compiles these CPU
+# dispatchers as device functions when a CUDA kernel calls them).
 _inline = njit(inline="always", error_model="numpy")
 _adam = _inline(_rules.adam)
 _adamax = _inline(_rules.adamax)
@@ -45,7 +51,15 @@ _adagrad = _inline(_rules.adagrad)
 _rmsprop = _inline(_rules.rmsprop)
 _adadelta = _inline(_rules.adadelta)
 _ema = _inline(_rules.ema)
-_is_bad = _inline(_rules.is_bad)
+is_bad = _inline(_rules.is_bad)
+_adam_scalars = _inline(_rules.adam_scalars)
+_adamax_scalars = _inline(_rules.adamax_scalars)
+_sgd_scalars = _inline(_rules.sgd_scalars)
+_adagrad_scalars = _inline(_rules.adagrad_scalars)
+_rmsprop_scalars = _inline(_rules.rmsprop_scalars)
+_adadelta_scalars = _inline(_rules.adadelta_scalars)
+#: the learning rate of an adamsci.schedules schedule at step t
+schedule_at = _inline(schedules.evaluate)
 
 
 def _twins(py_func):
@@ -56,19 +70,7 @@ def _twins(py_func):
     """
     name = py_func.__name__
     return (njit(**JIT)(py_func),
-            njit(parallel=True, **JIT)(_renamed(py_func, name + "_parallel")))
-
-
-def _renamed(py_func, name):
-    """A copy of ``py_func`` under another name (its name in profilers and
-    in Numba's cache index). The one helper for the few places where Numba's
-    cache needs two builds of one source to have distinct names."""
-    f = types.FunctionType(py_func.__code__, py_func.__globals__, name,
-                           py_func.__defaults__, py_func.__closure__)
-    f.__qualname__ = name
-    f.__doc__ = py_func.__doc__
-    f.__module__ = py_func.__module__
-    return f
+            njit(parallel=True, **JIT)(renamed(py_func, name + "_parallel")))
 
 
 def _stack_array(shape, dtype):
@@ -121,7 +123,7 @@ def _chunk(n, nchunks, c):
 def _count_bad(g):
     bad = 0
     for i in range(g.size):
-        if _is_bad(g[i]):
+        if is_bad(g[i]):
             bad += 1
     return bad
 
@@ -139,9 +141,9 @@ def _any_bad(g):
     a, b, c, d = g[:q], g[q:2 * q], g[2 * q:3 * q], g[3 * q:4 * q]
     bad = False
     for i in range(q):
-        bad |= _is_bad(a[i]) | _is_bad(b[i]) | _is_bad(c[i]) | _is_bad(d[i])
+        bad |= is_bad(a[i]) | is_bad(b[i]) | is_bad(c[i]) | is_bad(d[i])
     for i in range(4 * q, g.size):
-        bad |= _is_bad(g[i])
+        bad |= is_bad(g[i])
     return 1 if bad else 0
 
 
@@ -151,24 +153,16 @@ def count_nonfinite(g):
     return _count_bad(g)
 
 
-_adam_scalars = _inline(_rules.adam_scalars)
-_adamax_scalars = _inline(_rules.adamax_scalars)
-_sgd_scalars = _inline(_rules.sgd_scalars)
-_adagrad_scalars = _inline(_rules.adagrad_scalars)
-_rmsprop_scalars = _inline(_rules.rmsprop_scalars)
-_adadelta_scalars = _inline(_rules.adadelta_scalars)
-
-
 # -- the per-array step of each optimizer ---------------------------------
 # update(h, state, t, lr, p, g, lo, hi, stride): step ``t`` (1-based) with
 # learning rate ``lr`` on elements lo, lo + stride, ... < hi of ``p`` and of
 # the state arrays, gradient ``g`` (cast to p's dtype). The step counter is
 # not touched (the caller advances it once for all chunks). The CPU calls it
-# with ``stride`` 1 on one chunk per thread, a CUDA thread with the grid's
-# stride (adamsci.kernels.cuda); it is inlined into its caller, so that with
-# the constant stride 1 LLVM vectorises the loop (the arrays are sliced to
-# lo:hi first: LLVM does not vectorise the same loop over lo:hi of whole
-# arrays).
+# (through update) with ``stride`` 1 on one chunk per thread, a CUDA thread
+# with the grid's stride (adamsci.kernels.cuda); it is compiled into its
+# caller, so that with the constant stride 1 LLVM vectorises the loop (the
+# arrays are sliced to lo:hi first: LLVM does not vectorise the same loop
+# over lo:hi of whole arrays).
 
 
 @njit(inline="always", **JIT)
@@ -210,8 +204,9 @@ def _adamax_update(h, state, t, lr, p, g, lo, hi, stride):
     p, g = p[lo:hi], g[lo:hi]
     m, u, avg = state.m[lo:hi], state.u[lo:hi], state.avg[lo:hi]
     for i in range(0, p.size, stride):
-        pi, m[i], u[i] = _adamax(p[i], T(g[i]), m[i], u[i], step_size, beta1,
-                                 c1, beta2, eps, weight_decay, h.maximize)
+        pi, m[i], u[i] = _adamax(p[i], T(g[i]), m[i], u[i], step_size,
+                                       beta1, c1, beta2, eps, weight_decay,
+                                       h.maximize)
         p[i] = pi
         if ema_decay > 0.0:
             avg[i] = _ema(avg[i], pi, ema_decay, c_ema)
@@ -240,8 +235,8 @@ def _adagrad_update(h, state, t, lr, p, g, lo, hi, stride):
     p, g = p[lo:hi], g[lo:hi]
     s = state.sum[lo:hi]
     for i in range(0, p.size, stride):
-        p[i], s[i] = _adagrad(p[i], T(g[i]), s[i], clr, eps, weight_decay,
-                              h.maximize)
+        p[i], s[i] = _adagrad(p[i], T(g[i]), s[i], clr, eps,
+                                    weight_decay, h.maximize)
 
 
 @njit(inline="always", **JIT)
@@ -290,13 +285,15 @@ def update(h, state, t, lr, p, g, lo, hi):
     elements ``lo:hi``: the optimizer's function of :data:`UPDATES`
     (``type(h)`` selects it) with stride 1.
 
-    Compiled code resolves the call when it is compiled
-    (:func:`_update_overload`); from Python it runs the Python source.
+    A host-device function (:func:`adamsci._jit.host_device`): CPU and CUDA
+    code pick the function when they are compiled (:func:`_pick_update`)
+    and compile it once per argument types; from Python (and in Numba's CUDA
+    simulator) this runs its Python source.
     """
     UPDATES[type(h)].py_func(h, state, t, lr, p, g, lo, hi, 1)
 
 
-def _update_overload(h, state, t, lr, p, g, lo, hi):
+def _pick_update(h, state, t, lr, p, g, lo, hi):
     fn = UPDATES[h.instance_class]
 
     def impl(h, state, t, lr, p, g, lo, hi):
@@ -305,7 +302,7 @@ def _update_overload(h, state, t, lr, p, g, lo, hi):
     return impl
 
 
-overload(update, jit_options=JIT)(_update_overload)
+host_device(update, typer=_pick_update, inline=False)
 
 
 def step(p, g, state, h, lr, check, nchunks):

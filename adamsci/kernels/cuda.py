@@ -122,6 +122,7 @@ import numpy as np
 
 from . import cpu
 from .. import optimizers as _optimizers
+from .._jit import enable_cuda, host_device, renamed
 
 __all__ = ["step", "count_nonfinite", "is_available", "require",
            "init_state", "step_device", "to_device", "new_scratch",
@@ -157,19 +158,21 @@ _SIMULATOR = False
 # kernel sources: plain Python, compiled by _load() with numba.cuda.jit
 # ---------------------------------------------------------------------------
 def _strided_update(h, state, t, lr, p, g, start, stride):
-    """The optimizer's per-array step on elements ``start, start + stride,
-    ...`` (run from Python in the simulator; compiled, ``type(h)`` picks the
-    function, see :func:`_strided_update_overload`)."""
+    """The optimizer's per-array step (``adamsci.kernels.cpu.UPDATES``, by
+    the type of ``h``) on elements ``start, start + stride, ...``."""
     cpu.UPDATES[type(h)].py_func(h, state, t, lr, p, g, start, p.size,
                                  stride)
 
 
-def _strided_update_overload(h, state, t, lr, p, g, start, stride):
+def _pick_strided_update(h, state, t, lr, p, g, start, stride):
     fn = cpu.UPDATES[h.instance_class]
 
     def impl(h, state, t, lr, p, g, start, stride):
         fn(h, state, t, lr, p, g, start, p.size, stride)
     return impl
+
+
+host_device(_strided_update, typer=_pick_strided_update)
 
 
 def _step(p, g, state, h, lr, check, scratch):
@@ -200,7 +203,7 @@ def _count_nonfinite(g, scratch):
     ``scratch[0]``."""
     bad = 0
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        if cpu._is_bad(g[i]):
+        if cpu.is_bad(g[i]):
             bad += 1
     if bad > 0:
         cuda.atomic.add(scratch, 0, bad)
@@ -243,12 +246,12 @@ def _load():
         _SIMULATOR = bool(getattr(getattr(mod, "config", None),
                                   "ENABLE_CUDASIM", False))
         if not _SIMULATOR:
-            # compiled kernels resolve _strided_update by the type of h
+            # the host-device functions become callable from CUDA kernels
+            # (the simulator runs them as Python)
             from numba.cuda.extending import overload
-            overload(_strided_update, inline="always")(
-                _strided_update_overload)
+            enable_cuda(overload)
         cuda = mod
-        _kernels = {name: mod.jit(cache=True)(cpu._renamed(source, name))
+        _kernels = {name: mod.jit(cache=True)(renamed(source, name))
                     for name, source in _SOURCES.items()}
     return cuda
 
