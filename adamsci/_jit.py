@@ -14,6 +14,7 @@ when the CUDA target is first used (:func:`enable_cuda`, called by
 :mod:`adamsci.kernels.cuda`), so that nothing here imports ``numba.cuda``.
 """
 import inspect
+import os
 import types
 
 from numba.extending import overload
@@ -65,7 +66,10 @@ def host_device(fn=None, *, typer=None, inline=False):
         return lambda f: host_device(f, typer=typer, inline=inline)
     typer = typer or _typer(fn)
     how = "always" if inline else "never"
-    overload(fn, inline=how, jit_options=JIT)(typer)
+    # Numba caches what it compiles from a file, not from a notebook cell
+    # or a doctest
+    options = dict(JIT, cache=os.path.isfile(fn.__code__.co_filename))
+    overload(fn, inline=how, jit_options=options)(typer)
     if _cuda_overload is not None:
         _cuda_overload(fn, inline=how)(typer)
     _HOST_DEVICE.append((fn, typer, how))

@@ -4,13 +4,16 @@ Importing this module registers the accessor (``import adamsci`` alone does
 not, to keep that import cheap)::
 
     import adamsci.accessor  # noqa: F401  (registers DataArray.adamsci)
-    fit = da.adamsci.curvefit("time", adamsci.models.exponential)
+    fit = da.adamsci.curvefit("time", decay)   # as da.curvefit("time", decay)
 
-:meth:`AdamsciAccessor.curvefit` has the names and the output layout of
-:meth:`xarray.DataArray.curvefit` (``curvefit_coefficients`` over ``param``,
-``curvefit_covariance`` over ``cov_i``, ``cov_j``) but fits all the curves of
-a chunk with one call of :func:`adamsci.fit_batch` (a compiled loop over
-fits) instead of one ``scipy.optimize.curve_fit`` call per curve.
+:meth:`AdamsciAccessor.curvefit` is a drop-in for
+:meth:`xarray.DataArray.curvefit`: the same arguments, the same model
+``func(x, *params)`` (parameter names from its signature), the same output
+(``curvefit_coefficients`` over ``param``, ``curvefit_covariance`` over
+``cov_i``, ``cov_j``), but it fits all the curves of a chunk with one call
+of :func:`adamsci.fit_batch` (the model compiled by :mod:`adamsci.compiler`,
+a compiled loop over fits) instead of one ``scipy.optimize.curve_fit`` call
+per curve.
 
 Dask-backed arrays are fitted chunk by chunk through
 ``xarray.apply_ufunc(dask="parallelized")``: the fitted dimensions are
@@ -66,7 +69,8 @@ def _fit_block(y, *args, model, n_coords, n_params, n_core, has_p0,
     else:
         X = [np.broadcast_to(c, y.shape).reshape(n_fits, n_points)
              for c in xs]
-    X = X[0] if len(X) == 1 else np.stack(X, axis=-1)
+    # scipy's convention: the coordinates first, the points last
+    X = X[0] if model.xdim == 0 else np.stack(X, axis=-2)
     if not skipna:
         bad = ~np.isfinite(Y).all(axis=1)
     else:
@@ -78,10 +82,13 @@ def _fit_block(y, *args, model, n_coords, n_params, n_core, has_p0,
 
     lo = per_fit(los)
     hi = per_fit(his)
-    p0 = per_fit(p0s)                   # 1.0 where not given (as scipy)
-    if not all(has_p0) and model.guess is not None:
-        guess = np.asarray(model.guess(X, Y), dtype=np.float64)
-        p0 = np.where(np.asarray(has_p0)[None, :], p0, guess)
+    p0 = per_fit(p0s)
+    if not all(has_p0):
+        if model.guess is not None:     # a Model's guess from the data
+            start = np.asarray(model.guess(X, Y), dtype=np.float64)
+        else:                           # scipy's start inside the bounds
+            start = _initialize_feasible(lo, hi)
+        p0 = np.where(np.asarray(has_p0)[None, :], p0, start)
     p0 = np.where(np.isfinite(p0), p0, 1.0)
     p0 = np.clip(p0, lo, hi)
     bounds = None if (np.isinf(lo).all() and np.isinf(hi).all()) \
@@ -106,6 +113,19 @@ def _fit_block(y, *args, model, n_coords, n_params, n_core, has_p0,
             cov.reshape(lead + (n_params, n_params)))
 
 
+def _initialize_feasible(lo, hi):
+    """scipy's starting point (``curve_fit`` without ``p0``): ones, the
+    middle of two finite bounds, one inside a single one."""
+    p0 = np.ones_like(lo)
+    both = np.isfinite(lo) & np.isfinite(hi)
+    p0[both] = 0.5 * (lo[both] + hi[both])
+    only_lo = np.isfinite(lo) & ~np.isfinite(hi)
+    p0[only_lo] = lo[only_lo] + 1
+    only_hi = ~np.isfinite(lo) & np.isfinite(hi)
+    p0[only_hi] = hi[only_hi] - 1
+    return p0
+
+
 def _status_names():
     from .batch import STATUS
     return STATUS
@@ -115,17 +135,17 @@ _STATUS_NAME = _status_names()
 
 
 def _warm(model, dtype):
-    """Compile (or load from cache) the serial kernel of a built-in model in
-    this process, before Dask workers ask for it."""
-    if not model.builtin:
-        return
+    """Compile (or load from Numba's cache) the model's kernel in this
+    process before Dask's workers ask for it: they then load it from the
+    cache rather than all compile it at once."""
     npt = model.n_params + 1
     x = np.linspace(1.0, 2.0, npt)
-    if model.xdim > 1:
-        x = np.stack([x] * model.xdim, axis=-1)
+    if model.xdim > 0:
+        x = np.stack([x] * model.xdim)
     y = np.ones((1, npt), dtype)
-    fit_batch(model, x.astype(dtype), y, np.ones(model.n_params),
-              maxiter=1, parallel=False, dtype=dtype)
+    with np.errstate(all="ignore"):
+        fit_batch(model, x.astype(dtype), y, np.ones(model.n_params),
+                  maxiter=1, parallel=False, dtype=dtype)
 
 
 @xr.register_dataarray_accessor("adamsci")
@@ -151,22 +171,25 @@ class AdamsciAccessor:
     def __init__(self, obj):
         self._obj = obj
 
-    def curvefit(self, coords, model, reduce_dims=None, skipna=True, p0=None,
+    def curvefit(self, coords, func, reduce_dims=None, skipna=True, p0=None,
                  bounds=None, param_names=None, errors="raise", kwargs=None,
                  **fit_kwargs):
-        """Fit ``model`` along ``coords`` for every other index of the array.
+        """Fit ``func`` along ``coords`` for every other index of the array.
+
+        The arguments and the result of :meth:`xarray.DataArray.curvefit`;
+        the fits run in :func:`adamsci.fit_batch`'s compiled kernel.
 
         Parameters
         ----------
         coords : hashable, DataArray, or sequence of them
             Independent coordinate(s) of the fit, as for
-            :meth:`xarray.DataArray.curvefit`. Several coordinates make a
-            point ``(x0, x1, ...)`` for a model of ``xdim`` coordinates (e.g.
-            :data:`adamsci.models.gaussian2d` over ``("x", "y")``).
-        model : Model, str or callable
-            An :mod:`adamsci.models` model or name, or a plain function
-            ``f(x, p)`` (then give ``param_names``). Unlike xarray's ``func(x,
-            *params)`` the parameters arrive as one array ``p``.
+            :meth:`xarray.DataArray.curvefit`. Several coordinates reach
+            ``func`` as ``x[0], x[1], ...`` (scipy's convention), e.g.
+            :data:`adamsci.models.gaussian2d` over ``("x", "y")``.
+        func : callable, Model or str
+            ``func(x, *params)`` as for xarray and scipy (its body must be
+            elementwise: see :mod:`adamsci.compiler`), a
+            :class:`adamsci.models.Model`, or a built-in model's name.
         reduce_dims : hashable or sequence, optional
             More dimensions to aggregate over (as xarray).
         skipna : bool, default True
@@ -175,11 +198,13 @@ class AdamsciAccessor:
         p0 : dict, optional
             ``{param_name: value or DataArray}`` starting values, broadcast
             against the fitted-over dimensions. Missing parameters start
-            from the model's ``guess`` (built-in models) or 1.0 (as scipy).
+            from a Model's ``guess`` (built-in models) or, as with xarray,
+            from scipy's default (1, or inside finite bounds).
         bounds : dict, optional
             ``{param_name: (lower, upper)}``, scalars or DataArrays.
         param_names : sequence of str, optional
-            Names of a plain function's parameters (default: a Model's).
+            Needed when ``func`` takes ``*params``; otherwise the names of
+            its signature (as xarray).
         errors : {"raise", "ignore"}, default "raise"
             A fit that stops at ``maxiter``, meets non-finite values, or has
             fewer valid points than parameters raises ``RuntimeError``
@@ -207,23 +232,10 @@ class AdamsciAccessor:
             if bad in fit_kwargs:
                 raise TypeError(f"{bad!r} cannot be passed through kwargs "
                                 f"here")
-        # the model and its parameter names
-        if isinstance(model, (_models.Model, str)):
-            model = _models.as_model(model)
-            if param_names is not None and tuple(param_names) != \
-                    model.param_names:
-                raise ValueError(f"param_names {tuple(param_names)} differ "
-                                 f"from model {model.name!r}'s "
-                                 f"{model.param_names}")
-        elif callable(model):
-            if param_names is None:
-                raise TypeError("param_names is required with a plain "
-                                "function model f(x, p)")
-            model = _models.as_model(model, xdim=len(_as_list(coords)),
-                                     param_names=param_names)
-        else:
-            raise TypeError(f"model must be a Model, a built-in model name "
-                            f"or a callable f(x, p), got {model!r}")
+        if not (callable(func) or isinstance(func, str)):
+            raise TypeError(f"func must be a callable f(x, *params), a "
+                            f"Model or a built-in model name, got {func!r}")
+        model = _models.as_model(func, param_names)
         names = list(model.param_names)
         n_params = len(names)
         p0 = {} if p0 is None else dict(p0)
@@ -251,9 +263,10 @@ class AdamsciAccessor:
                 "No arguments to `coords` were identified as a dimension on "
                 "the calling object, and no dims were supplied to "
                 "`reduce_dims`. This would result in fitting on scalar data.")
-        if len(coords_) != model.xdim:
-            raise ValueError(f"model {model.name!r} takes {model.xdim} "
-                             f"coordinate(s), got {len(coords_)}")
+        if len(coords_) != max(model.xdim, 1):
+            raise ValueError(f"model {model.name!r} takes "
+                             f"{max(model.xdim, 1)} coordinate(s), got "
+                             f"{len(coords_)}")
         for what, d in (("p0", p0), ("bounds", bounds)):
             for name, val in d.items():
                 vals = val if what == "bounds" else (val,)

@@ -23,11 +23,16 @@ code  meaning              result
 """
 import json
 import math
+import os
 import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import _rules
 from . import models as _models
+from .kernels import fitloop
 
 __all__ = ["fit_batch", "STATUS", "StatusCode"]
 
@@ -45,7 +50,7 @@ class StatusCode:
 #: status code -> meaning
 STATUS = {0: "converged", 1: "max_iterations", 2: "nonfinite",
           3: "no_valid_points", 4: "too_few_points"}
-_METHODS = {"adam": 0, "adamax": 1}
+_METHODS = ("adam", "adamax")
 _SCALES = {"jac": 1, "whiten": 2}
 _TARGETS = ("cpu", "cuda")
 #: Fewer fits than this run on the serial kernel (a parallel region costs
@@ -127,35 +132,30 @@ def _prepare(model, xdata, ydata, p0, sigma, bounds, x_scale, dtype):
                          f"{np.shape(ydata)}")
     n_fits, n_points = y_in.shape
     p0_arr = None if p0 is None else _as_float_array("p0", p0)
-    n_par_p0 = None
-    if p0_arr is not None:
-        if p0_arr.ndim not in (1, 2):
-            raise ValueError(f"p0 must have shape (n_params,) or (n_fits, "
-                             f"n_params), got {p0_arr.shape}")
-        n_par_p0 = p0_arr.shape[-1]
-    model = _models.as_model(model, n_par_p0)
+    if p0_arr is not None and p0_arr.ndim not in (1, 2):
+        raise ValueError(f"p0 must have shape (n_params,) or (n_fits, "
+                         f"n_params), got {p0_arr.shape}")
+    model = _models.as_model(model)
     npar, xdim = model.n_params, model.xdim
+    if p0_arr is not None and p0_arr.shape[-1] != npar:
+        raise ValueError(f"p0 has {p0_arr.shape[-1]} parameters but model "
+                         f"{model.name!r} has {npar} "
+                         f"({', '.join(model.param_names)})")
     x_in = _as_float_array("xdata", xdata)
-    if xdim == 1:
-        if x_in.ndim == 1 and x_in.shape[0] == n_points:
-            x3 = x_in.reshape(1, n_points, 1)
-        elif x_in.ndim == 2 and x_in.shape == (n_fits, n_points):
-            x3 = x_in.reshape(n_fits, n_points, 1)
-        else:
-            raise ValueError(f"xdata must have shape (n_points,) = "
-                             f"({n_points},) or (n_fits, n_points) = "
-                             f"({n_fits}, {n_points}) to match ydata, got "
-                             f"{x_in.shape}")
+    k = max(xdim, 1)
+    if xdim == 0 and x_in.shape in ((n_points,), (n_fits, n_points)):
+        x3 = x_in.reshape(-1, 1, n_points)
+    elif xdim > 0 and x_in.shape in ((k, n_points), (n_fits, k, n_points)):
+        x3 = x_in.reshape(-1, k, n_points)
     else:
-        if x_in.ndim == 2 and x_in.shape == (n_points, xdim):
-            x3 = x_in.reshape(1, n_points, xdim)
-        elif x_in.ndim == 3 and x_in.shape == (n_fits, n_points, xdim):
-            x3 = x_in
-        else:
-            raise ValueError(f"xdata of model {model.name!r} must have "
-                             f"shape (n_points, {xdim}) = ({n_points}, "
-                             f"{xdim}) or (n_fits, n_points, {xdim}), got "
-                             f"{x_in.shape}")
+        want = ((f"(n_points,) = ({n_points},) or (n_fits, n_points) = "
+                 f"({n_fits}, {n_points})") if xdim == 0 else
+                (f"({k}, n_points) = ({k}, {n_points}) or (n_fits, {k}, "
+                 f"n_points) = ({n_fits}, {k}, {n_points})"))
+        raise ValueError(f"xdata of model {model.name!r} ({k} "
+                         f"coordinate{'s' if k > 1 else ''} per point, the "
+                         f"points along the last axis) must have shape "
+                         f"{want} to match ydata, got {x_in.shape}")
     if dtype is None:
         dtype = np.float32 if (y_in.dtype == np.float32 and x_in.dtype in (
             np.float32, np.float16)) else np.float64
@@ -164,7 +164,7 @@ def _prepare(model, xdata, ydata, p0, sigma, bounds, x_scale, dtype):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
 
     # weights and mask: weight 0 marks a point that does not count
-    valid = np.isfinite(y_in) & np.isfinite(x3).all(-1)
+    valid = np.isfinite(y_in) & np.isfinite(x3).all(1)
     if sigma is None:
         w = np.ones((1, n_points))
     else:
@@ -257,7 +257,7 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
               target="cpu", method="adam", maxiter=1000, tol=1e-6,
               learning_rate=0.3, beta1=0.3, beta2=0.999, eps=1e-8,
               lr_decay=0.5, x_scale=None, absolute_sigma=False, dtype=None,
-              parallel=None, threads_per_block=128):
+              parallel=None, threads_per_block=128, polish=5):
     r"""Fit ``model`` independently to every row of ``ydata``.
 
     Parameters
@@ -389,7 +389,7 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
     array([0, 0], dtype=int8)
     """
     target = _check_choice("target", target, _TARGETS)
-    method_code = _METHODS[_check_choice("method", method, _METHODS)]
+    method = _check_choice("method", method, _METHODS)
     maxiter = _int("maxiter", maxiter, 0)
     tol = _real("tol", tol, 0.0)
     beta1 = _real("beta1", beta1, 0.0, 1.0)
@@ -415,13 +415,21 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         lr_desc = repr(lr)
     threads_per_block = _int("threads_per_block", threads_per_block, 1)
 
+    polish = _int("polish", polish, 0)
     model, arrays, info = _prepare(model, xdata, ydata, p0, sigma, bounds,
                                    x_scale, dtype)
     n_fits = info["n_fits"]
     code, lr0, sa, sb, sflag = sched
-    hyper = (info["scale_mode"], method_code, int(code), float(lr0),
-             float(sa), float(sb), bool(sflag), lr_decay, beta1, beta2, eps,
-             maxiter, tol, bool(absolute_sigma))
+    settings = fitloop.Settings(
+        scale_mode=info["scale_mode"], schedule=int(code), lr=float(lr0),
+        schedule_a=float(sa), schedule_b=float(sb),
+        schedule_flag=bool(sflag), lr_decay=lr_decay, maxiter=maxiter,
+        tol=tol, absolute_sigma=bool(absolute_sigma), polish=polish)
+    if method == "adam":
+        rule = _rules.AdamHyper(beta1, beta2, eps, 0.0, False, False, True,
+                                False, 0.0)
+    else:
+        rule = _rules.AdaMaxHyper(beta1, beta2, eps, 0.0, False, 0.0)
     on_main = threading.current_thread() is threading.main_thread()
     if parallel is None:
         use_parallel = on_main and n_fits >= PARALLEL_MIN_FITS
@@ -429,20 +437,22 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         if not isinstance(parallel, (bool, np.bool_)):
             raise TypeError(f"parallel must be None, True or False, got "
                             f"{parallel!r}")
-        use_parallel = bool(parallel) and on_main
+        use_parallel = bool(parallel)
+    if model.jac is not None and n_fits:
+        _check_jac(model, arrays)
     if n_fits == 0:
         npar = model.n_params
         dt = info["dtype"]
         out = (np.empty((0, npar), dt), np.empty((0, npar, npar), dt),
                np.empty(0), np.empty(0, np.int64), np.empty(0, np.int8))
     elif target == "cpu":
-        from .kernels import cpu_batch
-        out = cpu_batch.run(model, arrays, hyper, use_parallel)
+        out = _run_cpu(model, arrays, rule, settings, use_parallel)
     else:
         from .kernels import cuda_batch
-        out = cuda_batch.run(model, arrays, hyper, threads_per_block)
+        out = cuda_batch.run(model, arrays, rule, settings,
+                             threads_per_block)
     options = dict(learning_rate=lr_desc, beta1=beta1, beta2=beta2, eps=eps,
-                   lr_decay=lr_decay,
+                   lr_decay=lr_decay, polish=polish,
                    x_scale=info["x_scale"],
                    p0="guess" if info["guessed"] else "given")
     attrs = dict(
@@ -456,6 +466,94 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         status_meanings=json.dumps({str(k): v for k, v in STATUS.items()}),
     )
     return _dataset(model, arrays[3], out, attrs)
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _threads():
+    """Threads for a parallel fit_batch: NUMBA_NUM_THREADS, else the CPUs
+    this process may use."""
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:          # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_threads(),
+                                       thread_name_prefix="adamsci-fit")
+        return _POOL
+
+
+def _run_cpu(model, arrays, rule, settings, parallel):
+    """The model's CPU driver over all fits: one call, or (``parallel``)
+    chunks of fits in a thread pool. The driver releases the GIL and has no
+    Numba parallel region, so the same compiled kernel serves both, and any
+    thread (Dask workers included) may call it."""
+    X, Y, W, P0, LO, HI, XS = arrays
+    n, npar = Y.shape[0], model.n_params
+    dtype = P0.dtype
+    P = np.empty((n, npar), dtype)
+    COV = np.empty((n, npar, npar), dtype)
+    CHI2 = np.empty(n, np.float64)
+    NIT = np.empty(n, np.int64)
+    STATUS = np.empty(n, np.int8)
+    fit = model.compiled.module.fit_cpu
+    args = (X, Y, W, P0, LO, HI, XS, rule, settings, P, COV, CHI2, NIT,
+            STATUS)
+    from numba.core.errors import NumbaError
+    try:
+        threads = _threads() if parallel else 1
+        chunks = min(n, 8 * threads) if threads > 1 else 1
+        if chunks <= 1:
+            fit(*args, 0, n)
+        else:
+            fit(*args, 0, 1)       # compiles (or loads) once, in this thread
+            bounds = [1 + c * (n - 1) // chunks for c in range(chunks + 1)]
+            list(_pool().map(lambda c: fit(*args, bounds[c], bounds[c + 1]),
+                             range(chunks)))
+    except NumbaError as exc:
+        raise _models.ModelCompileError(
+            f"model {model.name!r} could not be compiled into the batched "
+            f"CPU kernel:\n{exc}") from exc
+    return P, COV, CHI2, NIT, STATUS
+
+
+def _check_jac(model, arrays):
+    """Warn when a model's ``jac`` disagrees with the compiler's exact
+    derivatives at the first fit's ``p0`` (the compiled fitters use the
+    latter)."""
+    X, Y, W, P0 = arrays[:4]
+    x = X[0, 0] if model.xdim == 0 else X[0]
+    p = np.asarray(P0[0], np.float64)
+    try:
+        J = np.asarray(model.jac(x, *p), np.float64).reshape(
+            x.shape[-1], model.n_params)
+    except Exception as exc:    # noqa: BLE001 - the user's function
+        raise ValueError(f"model {model.name!r}: jac(x, *p0) failed: "
+                         f"{exc}") from exc
+    grad = model.compiled.module.grad.py_func
+    out = np.empty(model.n_params)
+    exact = np.empty_like(J)
+    for k in range(J.shape[0]):
+        pt = x[k] if model.xdim == 0 else tuple(x[:, k])
+        grad(pt, p, out)
+        exact[k] = out
+    scale = np.abs(exact).max(axis=0) + 1e-300
+    err = float(np.nanmax(np.abs(J - exact) / scale))
+    if not err <= 1e-4:
+        warnings.warn(f"model {model.name!r}: jac differs from the exact "
+                      f"derivatives of the model at p0 (relative {err:.2e}); "
+                      f"fit_batch uses the exact ones", RuntimeWarning,
+                      stacklevel=3)
 
 
 def _dataset(model, P0, out, attrs):

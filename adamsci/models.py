@@ -1,235 +1,101 @@
-r"""Models for :func:`adamsci.fit_batch`, built-ins with analytic gradients.
+r"""Models for the fitters: built-ins, and :class:`Model` for your own.
 
-A model is two plain-Python scalar functions, written once and compiled for
-both targets (``numba.njit`` for the CPU, ``numba.cuda.jit(device=True)`` for
-the GPU):
+A model is a function ``f(x, *params)`` as :func:`scipy.optimize.curve_fit`
+takes it: vectorised over the points (the last axis of ``x``), parameter
+names from its signature. :func:`adamsci.curve_fit`, :func:`adamsci.fit_batch`
+and ``DataArray.adamsci.curvefit`` take such a function unchanged and compile
+it with :mod:`adamsci.compiler` (exact derivatives, CPU and CUDA). A
+:class:`Model` adds what a function cannot carry: a ``guess`` of starting
+values from the data, a default parameter scaling, a name.
 
-``value(x, p) -> f``
-    the model at one point ``x`` (a float, or for models of several
-    coordinates a 1-D array such as ``(x, y)``) for the parameters ``p`` (a
-    1-D array);
-``grad(x, p, out) -> f``
-    writes ``out[j] = df/dp[j]`` and returns the model value ``f`` (value and
-    gradient share most of the work: one ``exp`` for a Gaussian).
+Built-in models (``Model`` instances, callable as functions; each has a
+vectorised ``guess(xdata, ydata)``):
 
-The functions use only scalar arithmetic, ``math`` functions, indexing and
-``range`` loops, so that the same source compiles on both targets.
-
-Built-in models (``Model`` instances; each has ``param_names``, an analytic
-gradient and a vectorised ``guess(xdata, ydata)`` of starting values):
-
-* ``gaussian``: ``amplitude * exp(-(x - center)**2 / (2 sigma**2)) + offset``
-* ``gaussian2d``: ``amplitude * exp(-((x - center_x)**2 + (y - center_y)**2)
-  / (2 sigma**2)) + offset`` (Gpufit's ``GAUSS_2D``; ``x`` is a point
-  ``(x, y)``, see :func:`pixel_grid`)
-* ``lorentzian``: ``amplitude / (1 + ((x - center) / gamma)**2) + offset``
-  (``gamma`` = half width at half maximum)
-* ``exponential``: ``amplitude * exp(-x / tau) + offset``
-* ``double_exponential``: ``amplitude1 * exp(-x / tau1) + amplitude2 *
-  exp(-x / tau2) + offset``
-* ``logistic``: ``amplitude / (1 + exp(-(x - center) / width)) + offset``
-* ``power_law``: ``amplitude * x**exponent`` (``x > 0``)
+* ``gaussian(x, amplitude, center, sigma, offset)``:
+  ``amplitude * exp(-(x - center)**2 / (2 sigma**2)) + offset``
+* ``gaussian2d(x, amplitude, center_x, center_y, sigma, offset)`` (Gpufit's
+  ``GAUSS_2D``; ``x`` holds the coordinates ``(x, y)`` of the points, shape
+  ``(2, n_points)``: see :func:`pixel_grid`)
+* ``lorentzian(x, amplitude, center, gamma, offset)``:
+  ``amplitude / (1 + ((x - center) / gamma)**2) + offset`` (``gamma`` = half
+  width at half maximum)
+* ``exponential(x, amplitude, tau, offset)``: ``amplitude * exp(-x / tau) +
+  offset``
+* ``double_exponential(x, amplitude1, tau1, amplitude2, tau2, offset)``
+* ``logistic(x, amplitude, center, width, offset)``: ``amplitude / (1 +
+  exp(-(x - center) / width)) + offset``
+* ``power_law(x, amplitude, exponent)``: ``amplitude * x**exponent`` (``x >
+  0``)
 * ``polynomial(degree)``: ``c0 + c1 x + ... + c_degree x**degree``
-* ``linear``: ``slope * x + intercept``
-
-User models
------------
-Any plain Python function ``model(x, p)`` that Numba can compile (scalar
-arithmetic and ``math``) is a model: pass it to :func:`adamsci.fit_batch`
-directly, or wrap it in :class:`Model` to give it parameter names, a gradient
-``grad(x, p, out) -> f`` and a ``guess``. Without a gradient the fit uses
-central finite differences inside the compiled kernel (``2 n_params + 1``
-model evaluations per point instead of one). Kernels of built-in models are
-cached on disk by Numba; kernels of user models are compiled once per process
-(Numba cannot tell when a user function changes).
+* ``linear(x, slope, intercept)``
 
 Examples
 --------
 >>> import numpy as np
 >>> from adamsci import models
->>> models.gaussian  # doctest: +NORMALIZE_WHITESPACE
-Model('gaussian', param_names=('amplitude', 'center', 'sigma', 'offset'),
-      grad=analytic)
->>> p = np.array([2.0, 0.0, 1.0, 0.5])
->>> out = np.empty(4)
->>> float(models.gaussian.value(1.0, p))
+>>> models.gaussian
+Model('gaussian', param_names=('amplitude', 'center', 'sigma', 'offset'))
+>>> float(models.gaussian(1.0, 2.0, 0.0, 1.0, 0.5))     # a function too
 1.7130613194252668
->>> float(models.gaussian.grad(1.0, p, out)), out.round(4).tolist()
-(1.7130613194252668, [0.6065, 1.2131, 1.2131, 1.0])
 >>> models.polynomial(2).param_names
 ('c0', 'c1', 'c2')
 """
-import hashlib
-import marshal
+import inspect
+import linecache
 import math
-import weakref
 
 import numpy as np
 
 __all__ = ["Model", "ModelCompileError", "gaussian", "gaussian2d",
            "lorentzian", "exponential", "double_exponential", "logistic",
-           "power_law", "polynomial", "linear", "pixel_grid", "BUILTIN"]
+           "power_law", "polynomial", "linear", "pixel_grid", "BUILTIN",
+           "as_model"]
 
-
-class ModelCompileError(TypeError):
-    """A model function that Numba cannot compile (the message says which
-    model, for which target, and carries Numba's own message)."""
+from .compiler import ModelCompileError  # noqa: E402
 
 
 # --------------------------------------------------------------------------
-# The math of the built-in models, once (plain Python, scalar).
+# The built-in models: plain functions f(x, *params), NumPy-vectorised
 # --------------------------------------------------------------------------
-
-def gaussian_value(x, p):
-    d = (x - p[1]) / p[2]
-    return p[0] * math.exp(-0.5 * (d * d)) + p[3]
+def _gaussian(x, amplitude, center, sigma, offset):
+    return amplitude * np.exp(-0.5 * ((x - center) / sigma) ** 2) + offset
 
 
-def gaussian_grad(x, p, out):
-    inv = 1.0 / p[2]
-    d = (x - p[1]) * inv
-    e = math.exp(-0.5 * (d * d))
-    ae = p[0] * e
-    q = ae * d * inv
-    out[0] = e
-    out[1] = q
-    out[2] = q * d
-    out[3] = 1.0
-    return ae + p[3]
+def _gaussian2d(x, amplitude, center_x, center_y, sigma, offset):
+    u, v = x
+    r2 = ((u - center_x) / sigma) ** 2 + ((v - center_y) / sigma) ** 2
+    return amplitude * np.exp(-0.5 * r2) + offset
 
 
-def gaussian2d_value(x, p):
-    dx = (x[0] - p[1]) / p[3]
-    dy = (x[1] - p[2]) / p[3]
-    return p[0] * math.exp(-0.5 * (dx * dx + dy * dy)) + p[4]
+def _lorentzian(x, amplitude, center, gamma, offset):
+    return amplitude / (1.0 + ((x - center) / gamma) ** 2) + offset
 
 
-def gaussian2d_grad(x, p, out):
-    inv = 1.0 / p[3]
-    dx = (x[0] - p[1]) * inv
-    dy = (x[1] - p[2]) * inv
-    r2 = dx * dx + dy * dy
-    e = math.exp(-0.5 * r2)
-    ae = p[0] * e
-    q = ae * inv
-    out[0] = e
-    out[1] = q * dx
-    out[2] = q * dy
-    out[3] = q * r2
-    out[4] = 1.0
-    return ae + p[4]
+def _exponential(x, amplitude, tau, offset):
+    return amplitude * np.exp(-x / tau) + offset
 
 
-def lorentzian_value(x, p):
-    u = (x - p[1]) / p[2]
-    return p[0] / (1.0 + u * u) + p[3]
+def _double_exponential(x, amplitude1, tau1, amplitude2, tau2, offset):
+    return amplitude1 * np.exp(-x / tau1) + amplitude2 * np.exp(-x / tau2) \
+        + offset
 
 
-def lorentzian_grad(x, p, out):
-    inv = 1.0 / p[2]
-    u = (x - p[1]) * inv
-    d = 1.0 / (1.0 + u * u)
-    q = 2.0 * p[0] * (d * d) * u * inv     # -(d f / d u) / gamma
-    out[0] = d
-    out[1] = q
-    out[2] = q * u
-    out[3] = 1.0
-    return p[0] * d + p[3]
+def _logistic(x, amplitude, center, width, offset):
+    return amplitude / (1.0 + np.exp(-(x - center) / width)) + offset
 
 
-def exponential_value(x, p):
-    return p[0] * math.exp(-x / p[1]) + p[2]
+def _power_law(x, amplitude, exponent):
+    return amplitude * x ** exponent
 
 
-def exponential_grad(x, p, out):
-    inv = 1.0 / p[1]
-    e = math.exp(-x * inv)
-    ae = p[0] * e
-    out[0] = e
-    out[1] = ae * x * (inv * inv)
-    out[2] = 1.0
-    return ae + p[2]
-
-
-def double_exponential_value(x, p):
-    return p[0] * math.exp(-x / p[1]) + p[2] * math.exp(-x / p[3]) + p[4]
-
-
-def double_exponential_grad(x, p, out):
-    inv1 = 1.0 / p[1]
-    inv2 = 1.0 / p[3]
-    e1 = math.exp(-x * inv1)
-    e2 = math.exp(-x * inv2)
-    a1 = p[0] * e1
-    a2 = p[2] * e2
-    out[0] = e1
-    out[1] = a1 * x * (inv1 * inv1)
-    out[2] = e2
-    out[3] = a2 * x * (inv2 * inv2)
-    out[4] = 1.0
-    return a1 + a2 + p[4]
-
-
-def logistic_value(x, p):
-    return p[0] / (1.0 + math.exp(-(x - p[1]) / p[2])) + p[3]
-
-
-def logistic_grad(x, p, out):
-    inv = 1.0 / p[2]
-    z = (x - p[1]) * inv
-    s = 1.0 / (1.0 + math.exp(-z))
-    q = p[0] * s * (1.0 - s) * inv         # (d f / d z) / width
-    out[0] = s
-    out[1] = -q
-    out[2] = -q * z
-    out[3] = 1.0
-    return p[0] * s + p[3]
-
-
-def power_law_value(x, p):
-    return p[0] * x ** p[1]
-
-
-def power_law_grad(x, p, out):
-    xk = x ** p[1]
-    out[0] = xk
-    out[1] = p[0] * xk * math.log(x)
-    return p[0] * xk
-
-
-def polynomial_value(x, p):
-    n = len(p)
-    f = p[n - 1]
-    for j in range(n - 2, -1, -1):
-        f = f * x + p[j]
-    return f
-
-
-def polynomial_grad(x, p, out):
-    n = len(p)
-    xj = 1.0
-    f = 0.0
-    for j in range(n):
-        out[j] = xj
-        f += p[j] * xj
-        xj *= x
-    return f
-
-
-def linear_value(x, p):
-    return p[0] * x + p[1]
-
-
-def linear_grad(x, p, out):
-    out[0] = x
-    out[1] = 1.0
-    return p[0] * x + p[1]
+def _linear(x, slope, intercept):
+    return slope * x + intercept
 
 
 # --------------------------------------------------------------------------
 # Starting values from the data (NumPy, vectorised over fits, NaN-aware).
-# xdata: (n_points,) or (n_fits, n_points) (2-D models: (..., n_points, 2));
-# ydata: (n_fits, n_points) with NaN where a point is masked.
+# xdata: (n_points,) or (n_fits, n_points) (2-D models: (2, n_points) or
+# (n_fits, 2, n_points)); ydata: (n_fits, n_points), NaN where masked.
 # --------------------------------------------------------------------------
 
 def _sorted_1d(xdata, ydata):
@@ -341,7 +207,8 @@ def gaussian2d_guess(xdata, ydata):
     from the centroid of the excess, sigma from its volume
     (``volume = 2 pi amplitude sigma**2``, pixel area from the grid)."""
     y = np.asarray(ydata, dtype=float)
-    x = np.broadcast_to(np.asarray(xdata, dtype=float), y.shape + (2,))
+    xc = np.moveaxis(np.asarray(xdata, dtype=float), -2, -1)  # (..., M, 2)
+    x = np.broadcast_to(xc, y.shape + (2,))
     ok = np.isfinite(y) & np.isfinite(x).all(-1)
     y = np.where(ok, y, np.nan)
     with np.errstate(all="ignore"), _quiet():
@@ -355,7 +222,7 @@ def gaussian2d_guess(xdata, ydata):
         # pixel area: product of the smallest non-zero coordinate spacings
         px = []
         for d in range(2):
-            u = np.unique(np.asarray(xdata, dtype=float)[..., d])
+            u = np.unique(xc[..., d])
             u = u[np.isfinite(u)]
             step = np.diff(u)
             step = step[step > 0]
@@ -483,137 +350,115 @@ def power_law_guess(xdata, ydata):
 # --------------------------------------------------------------------------
 # Model objects
 # --------------------------------------------------------------------------
-
 def _py(func):
     """The plain Python function behind a Numba dispatcher, or func itself."""
     return getattr(func, "py_func", func)
 
 
-def _code_digest(*funcs):
-    h = hashlib.sha1()
-    for f in funcs:
-        if f is None:
-            continue
-        code = _py(f).__code__
-        h.update(marshal.dumps(code))
-    return h.hexdigest()[:12]
-
-
 class Model:
-    """A model for :func:`adamsci.fit_batch`: value, gradient and names.
+    """A model ``f(x, *params)`` with what a function cannot carry.
 
     Parameters
     ----------
     func : callable
-        ``func(x, p) -> float``: plain Python that Numba can compile for one
-        point ``x`` (a float; for ``xdim > 1`` a 1-D array of coordinates)
-        and the parameter array ``p``. A ``numba.njit`` function is accepted
-        (its ``py_func`` is recompiled for each target).
-    grad : callable, optional
-        ``grad(x, p, out) -> float``: writes ``df/dp[j]`` into ``out[j]`` and
-        returns the model value. Without it the kernels use central finite
-        differences, step ``h_j = eps**(1/3) * max(|p_j|, 1)``.
-    n_params : int, optional
-        Number of parameters (default: ``len(param_names)``).
+        ``func(x, *params)``, vectorised over the points (the last axis of
+        ``x``), as for :func:`scipy.optimize.curve_fit`; its body must be
+        elementwise for the compiled fitters (see :mod:`adamsci.compiler`).
+        A ``numba.njit`` function is accepted (its ``py_func`` is used).
     param_names : sequence of str, optional
-        Default ``("p0", "p1", ...)``.
+        Default: the names of ``func``'s parameters after ``x``; required
+        when ``func`` takes ``*params``.
     name : str, optional
         Default: the function's ``__name__``.
     guess : callable, optional
-        ``guess(xdata, ydata) -> (n_fits, n_params)`` starting values used
-        when :func:`adamsci.fit_batch` gets ``p0=None``.
-    xdim : int, default 1
-        Number of coordinates of a point (2 for images: ``xdata`` then has
-        shape ``(..., n_points, 2)``).
+        ``guess(xdata, ydata) -> (n_fits, n_params)`` starting values, used
+        by :func:`adamsci.fit_batch` with ``p0=None``.
     x_scale : {"whiten", "jac"}, default "whiten"
-        The parameter scaling :func:`adamsci.fit_batch` uses for this model
-        when its ``x_scale`` is not given.
+        The parameter scaling :func:`adamsci.fit_batch` uses by default.
+    jac : callable, optional
+        ``jac(x, *params) -> (n_points, n_params)``, scipy's form: used by
+        :func:`adamsci.curve_fit`'s NumPy path; the compiled fitters use the
+        compiler's exact derivatives (and check ``jac`` against them).
 
     Examples
     --------
-    >>> import math
+    >>> import numpy as np
     >>> from adamsci.models import Model
-    >>> def decay(x, p):
-    ...     return p[0] * math.exp(-p[1] * x)
-    >>> m = Model(decay, param_names=("amplitude", "rate"))
+    >>> def decay(t, amplitude, rate):
+    ...     return amplitude * np.exp(-rate * t)
+    >>> m = Model(decay)
     >>> m
-    Model('decay', param_names=('amplitude', 'rate'), grad=finite differences)
-    >>> m.n_params
-    2
+    Model('decay', param_names=('amplitude', 'rate'))
+    >>> m.n_params, m.xdim
+    (2, 0)
     """
 
-    def __init__(self, func, grad=None, *, n_params=None, param_names=None,
-                 name=None, guess=None, xdim=1, x_scale="whiten"):
+    def __init__(self, func, *, param_names=None, name=None, guess=None,
+                 x_scale="whiten", jac=None):
+        if isinstance(func, Model):
+            func = func.func
         if not callable(func):
-            raise TypeError(f"func must be a callable func(x, p), got "
+            raise TypeError(f"func must be a callable func(x, *params), got "
                             f"{func!r}")
-        if grad is not None and not callable(grad):
-            raise TypeError(f"grad must be a callable grad(x, p, out) or "
-                            f"None, got {grad!r}")
-        if guess is not None and not callable(guess):
-            raise TypeError(f"guess must be a callable guess(xdata, ydata) "
-                            f"or None, got {guess!r}")
-        if param_names is not None:
-            param_names = tuple(str(n) for n in param_names)
-            if len(set(param_names)) != len(param_names):
-                raise ValueError(f"param_names must be unique, got "
-                                 f"{param_names}")
-        if n_params is None:
-            if param_names is None:
-                raise TypeError("give n_params or param_names")
-            n_params = len(param_names)
-        if isinstance(n_params, bool) or not isinstance(
-                n_params, (int, np.integer)) or n_params < 1:
-            raise ValueError(f"n_params must be an int >= 1, got "
-                             f"{n_params!r}")
-        n_params = int(n_params)
-        if param_names is None:
-            param_names = tuple(f"p{j}" for j in range(n_params))
-        if len(param_names) != n_params:
-            raise ValueError(f"param_names has {len(param_names)} names but "
-                             f"n_params is {n_params}")
-        if isinstance(xdim, bool) or not isinstance(
-                xdim, (int, np.integer)) or xdim < 1:
-            raise ValueError(f"xdim must be an int >= 1, got {xdim!r}")
+        for what, f in (("guess", guess), ("jac", jac)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{what} must be callable or None, got "
+                                f"{f!r}")
         if x_scale not in ("whiten", "jac"):
             raise ValueError(f"x_scale must be 'whiten' or 'jac', got "
                              f"{x_scale!r}")
-        self.value = _py(func)
-        self.grad = None if grad is None else _py(grad)
-        self.n_params = n_params
-        self.param_names = param_names
+        self.func = _py(func)
+        self.jac = None if jac is None else _py(jac)
+        self.param_names = _param_names(self.func, param_names)
+        self._given_names = None if param_names is None else \
+            self.param_names
         self.name = str(name if name is not None
-                        else getattr(self.value, "__name__", "model"))
+                        else getattr(self.func, "__name__", "model"))
         self.guess = guess
-        self.xdim = int(xdim)
         self.x_scale = x_scale
         self._builtin = None        # (factory, args) for built-in models
-        self._compiled = {}         # per-process kernels, never pickled
+        self._compiled = None
+        self.__signature__ = _signature(self.func, self.param_names)
 
     @property
-    def has_grad(self):
-        """True when the model has an analytic gradient."""
-        return self.grad is not None
+    def n_params(self):
+        return len(self.param_names)
+
+    @property
+    def compiled(self):
+        """The :class:`adamsci.compiler.CompiledModel` (compiled on first
+        use; :class:`ModelCompileError` when the body does not compile)."""
+        if self._compiled is None:
+            from .compiler import compile_model
+            self._compiled = compile_model(self.func, self._given_names)
+        return self._compiled
+
+    @property
+    def xdim(self):
+        """Coordinates of a point: 0 when ``x`` is one coordinate, ``k``
+        when the model reads ``x[0] ... x[k-1]``."""
+        return self.compiled.xdim
 
     @property
     def builtin(self):
-        """True for the models defined in this module (kernels cached on
-        disk)."""
+        """True for the models defined in this module."""
         return self._builtin is not None
 
-    def digest(self):
-        """A short hash of the model's code (part of the kernel names)."""
-        return _code_digest(self.value, self.grad)
+    def __call__(self, x, *params):
+        return self.func(x, *params)
 
     def __repr__(self):
-        kind = "analytic" if self.has_grad else "finite differences"
-        return (f"Model({self.name!r}, param_names={self.param_names!r}, "
-                f"grad={kind})")
+        return f"Model({self.name!r}, param_names={self.param_names!r})"
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_compiled"] = {}
+        state["_compiled"] = None
+        state.pop("__signature__", None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__signature__ = _signature(self.func, self.param_names)
 
     def __reduce_ex__(self, protocol):
         if self._builtin is not None:       # built-ins pickle by name
@@ -621,10 +466,53 @@ class Model:
         return super().__reduce_ex__(protocol)
 
 
-def _builtin(name, value, grad, param_names, guess, xdim=1,
-             x_scale="whiten"):
-    m = Model(value, grad, param_names=param_names, name=name, guess=guess,
-              xdim=xdim, x_scale=x_scale)
+def _param_names(func, given):
+    """``func``'s parameter names after ``x`` (xarray's rule), or ``given``
+    (required for ``*params``, checked otherwise)."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None
+    names = None
+    if sig is not None:
+        params = list(sig.parameters.values())
+        if not any(p.kind == p.VAR_POSITIONAL for p in params):
+            names = [p.name for p in params if p.kind in (
+                p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+    if given is not None:
+        given = tuple(str(n) for n in given)
+        if len(set(given)) != len(given):
+            raise ValueError(f"param_names must be unique, got {given}")
+        if names is not None and len(names) != len(given):
+            raise ValueError(f"param_names has {len(given)} names but the "
+                             f"model takes {len(names)} parameters "
+                             f"{tuple(names)}")
+        return given
+    if names is None:
+        raise ValueError(
+            f"param_names must be provided because the model "
+            f"{getattr(func, '__name__', func)!r} takes variable length "
+            f"arguments (*params)")
+    if not names:
+        raise ValueError(f"the model {getattr(func, '__name__', func)!r} "
+                         f"has no parameters after x")
+    return tuple(names)
+
+
+def _signature(func, names):
+    """``(x, name1, name2, ...)``: what ``inspect.signature`` reports for a
+    Model (curve_fit counts the parameters from it)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    try:
+        x = next(iter(inspect.signature(func).parameters))
+    except (TypeError, ValueError, StopIteration):
+        x = "x"
+    return inspect.Signature([inspect.Parameter(n, kind)
+                              for n in (x,) + tuple(names)])
+
+
+def _builtin(name, func, guess, x_scale="whiten"):
+    m = Model(func, name=name, guess=guess, x_scale=x_scale)
     m._builtin = (_get_builtin, (name,))
     return m
 
@@ -633,34 +521,38 @@ def _get_builtin(name):
     return BUILTIN[name]
 
 
-gaussian = _builtin("gaussian", gaussian_value, gaussian_grad,
-                    ("amplitude", "center", "sigma", "offset"),
-                    gaussian_guess)
-gaussian2d = _builtin("gaussian2d", gaussian2d_value, gaussian2d_grad,
-                      ("amplitude", "center_x", "center_y", "sigma",
-                       "offset"), gaussian2d_guess, xdim=2)
-lorentzian = _builtin("lorentzian", lorentzian_value, lorentzian_grad,
-                      ("amplitude", "center", "gamma", "offset"),
-                      lorentzian_guess)
-exponential = _builtin("exponential", exponential_value, exponential_grad,
-                       ("amplitude", "tau", "offset"), exponential_guess)
-double_exponential = _builtin(
-    "double_exponential", double_exponential_value, double_exponential_grad,
-    ("amplitude1", "tau1", "amplitude2", "tau2", "offset"),
-    double_exponential_guess, x_scale="jac")
-logistic = _builtin("logistic", logistic_value, logistic_grad,
-                    ("amplitude", "center", "width", "offset"),
-                    logistic_guess)
-power_law = _builtin("power_law", power_law_value, power_law_grad,
-                     ("amplitude", "exponent"), power_law_guess)
-linear = _builtin("linear", linear_value, linear_grad,
-                  ("slope", "intercept"), linear_guess)
+gaussian = _builtin("gaussian", _gaussian, gaussian_guess)
+gaussian2d = _builtin("gaussian2d", _gaussian2d, gaussian2d_guess)
+lorentzian = _builtin("lorentzian", _lorentzian, lorentzian_guess)
+exponential = _builtin("exponential", _exponential, exponential_guess)
+double_exponential = _builtin("double_exponential", _double_exponential,
+                              double_exponential_guess, x_scale="jac")
+logistic = _builtin("logistic", _logistic, logistic_guess)
+power_law = _builtin("power_law", _power_law, power_law_guess)
+linear = _builtin("linear", _linear, linear_guess)
 
 #: The built-in models by name (``polynomial`` is made per degree).
 BUILTIN = {m.name: m for m in (gaussian, gaussian2d, lorentzian, exponential,
                                double_exponential, logistic, power_law,
                                linear)}
 _POLYNOMIALS = {}
+
+
+def _polynomial_function(degree):
+    """``polynomial<degree>(x, c0, ..., c_degree)`` in Horner form, with its
+    source registered in :mod:`linecache` (the compiler reads it there)."""
+    names = [f"c{j}" for j in range(degree + 1)]
+    body = names[-1]
+    for c in reversed(names[:-1]):
+        body = f"{c} + x * ({body})"
+    name = f"polynomial{degree}"
+    filename = f"<adamsci.models.{name}>"
+    src = f"def {name}(x, {', '.join(names)}):\n    return {body}\n"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True),
+                                 filename)
+    namespace = {}
+    exec(compile(src, filename, "exec"), namespace)
+    return namespace[name]
 
 
 def polynomial(degree):
@@ -681,15 +573,15 @@ def polynomial(degree):
     >>> from adamsci import models
     >>> models.polynomial(3).name
     'polynomial3'
+    >>> float(models.polynomial(2)(2.0, 1.0, 0.0, 3.0))      # 1 + 3 x**2
+    13.0
     """
     if isinstance(degree, bool) or not isinstance(
             degree, (int, np.integer)) or not 0 <= degree <= 32:
         raise ValueError(f"degree must be an int in [0, 32], got {degree!r}")
     degree = int(degree)
     if degree not in _POLYNOMIALS:
-        m = Model(polynomial_value, polynomial_grad,
-                  param_names=tuple(f"c{j}" for j in range(degree + 1)),
-                  name=f"polynomial{degree}",
+        m = Model(_polynomial_function(degree), name=f"polynomial{degree}",
                   guess=_polynomial_guess(degree))
         m._builtin = (polynomial, (degree,))
         _POLYNOMIALS[degree] = m
@@ -699,38 +591,34 @@ def polynomial(degree):
 def pixel_grid(nx, ny=None, dtype=np.float64):
     """Pixel-centre coordinates of an ``ny x nx`` image, row-major.
 
-    Returns an array of shape ``(ny * nx, 2)`` holding ``(x, y)`` with
-    ``x = k % nx`` and ``y = k // nx`` for point ``k`` (Gpufit's convention):
-    the ``xdata`` of :data:`gaussian2d` for images flattened with
-    ``image.reshape(n_fits, -1)``.
+    Returns an array of shape ``(2, ny * nx)``: row 0 holds ``x = k % nx``,
+    row 1 ``y = k // nx`` for point ``k`` (Gpufit's convention), the
+    ``xdata`` of :data:`gaussian2d` for images flattened with
+    ``image.reshape(n_fits, -1)`` (scipy's convention: coordinates first,
+    points last).
 
     Examples
     --------
     >>> from adamsci.models import pixel_grid
     >>> pixel_grid(3, 2).tolist()
-    [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
+    [[0.0, 1.0, 2.0, 0.0, 1.0, 2.0], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]]
     """
     ny = nx if ny is None else ny
     yy, xx = np.meshgrid(np.arange(ny, dtype=dtype),
                          np.arange(nx, dtype=dtype), indexing="ij")
-    return np.stack([xx.ravel(), yy.ravel()], axis=-1)
+    return np.stack([xx.ravel(), yy.ravel()])
 
 
-_PLAIN = weakref.WeakKeyDictionary()
-
-
-def as_model(model, n_params=None, xdim=1, param_names=None):
-    """``model`` as a :class:`Model`.
-
-    A plain function is wrapped once per ``(n_params, xdim, param_names)``
-    and the wrapper reused, so that its compiled kernels are too. ``n_params``
-    (from ``p0``) or ``param_names`` is needed for a plain function.
-    """
+def as_model(model, param_names=None):
+    """``model`` as a :class:`Model`: a Model, a built-in's name
+    (``"gaussian"``, ``"polynomial3"``) or a function ``f(x, *params)``
+    (wrapped once per function and ``param_names``, so that its compiled
+    kernels are reused)."""
     if isinstance(model, Model):
-        if n_params is not None and n_params != model.n_params:
-            raise ValueError(f"p0 has {n_params} parameters but model "
-                             f"{model.name!r} has {model.n_params} "
-                             f"({', '.join(model.param_names)})")
+        if param_names is not None and tuple(param_names) != \
+                model.param_names:
+            raise ValueError(f"param_names {tuple(param_names)} differ from "
+                             f"model {model.name!r}'s {model.param_names}")
         return model
     if isinstance(model, str):
         if model in BUILTIN:
@@ -740,20 +628,17 @@ def as_model(model, n_params=None, xdim=1, param_names=None):
         raise ValueError(f"model {model!r} is not a built-in model; choose "
                          f"from {sorted(BUILTIN)} or 'polynomialN'")
     if callable(model):
-        if n_params is None and param_names is None:
-            raise TypeError(f"p0 is required for a plain function model "
-                            f"({getattr(model, '__name__', model)!r}): it "
-                            f"gives the number of parameters")
-        names = None if param_names is None else tuple(param_names)
-        key = (n_params if names is None else len(names), int(xdim), names)
         func = _py(model)
-        try:
-            cache = _PLAIN.setdefault(func, {})
-        except TypeError:        # not weak-referenceable: no reuse
+        key = None if param_names is None else tuple(param_names)
+        cache = getattr(func, "__adamsci_models__", None)
+        if cache is None:
             cache = {}
+            try:
+                func.__adamsci_models__ = cache
+            except (AttributeError, TypeError):
+                pass
         if key not in cache:
-            cache[key] = Model(func, n_params=key[0], param_names=names,
-                               xdim=xdim)
+            cache[key] = Model(func, param_names=key)
         return cache[key]
     raise TypeError(f"model must be a Model, a built-in model name or a "
-                    f"callable model(x, p), got {model!r}")
+                    f"function f(x, *params), got {model!r}")

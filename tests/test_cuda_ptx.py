@@ -84,3 +84,31 @@ def test_count_and_fill_kernels_compile(compile_ptx):
         compile_ptx(kc._count_nonfinite, (typeof(g),
                                           typeof(np.zeros(3, np.int64))))
         compile_ptx(kc._fill, (typeof(g), types.float64))
+
+
+@pytest.mark.parametrize("method", ["adam", "adamax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["gaussian", "gaussian2d"])
+def test_batch_kernel_compiles(compile_ptx, name, dtype, method):
+    """fit_batch's CUDA kernel: the per-fit loop, the model's chi2 pass and
+    the optimizer's per-array step, compiled for the GPU."""
+    from numba import typeof
+    from adamsci import _rules, models
+    from adamsci.kernels import cuda_batch, fitloop
+    model = models.BUILTIN[name]
+    mod = cuda_batch.kernel_module(model, simulator=False)
+    n, k = model.n_params, max(model.xdim, 1)
+    F = dict(order="F")
+    X = np.zeros((1, k, 8), dtype, **F)
+    Y = np.zeros((3, 8), dtype, **F)
+    P = np.zeros((3, n), dtype, **F)
+    rule = (_rules.AdamHyper(0.3, 0.999, 1e-8, 0.0, False, False, True,
+                             False, 0.0) if method == "adam" else
+            _rules.AdaMaxHyper(0.3, 0.999, 1e-8, 0.0, False, 0.0))
+    settings = fitloop.Settings(2, 0, 0.3, 0.0, 0.0, False, 0.5, 100, 1e-6,
+                                False, 5)
+    args = (X, Y, Y[:1], P, P[:1], P[:1], P[:1].astype(np.float64), rule,
+            settings, P, np.zeros((3, n, n), dtype, **F), np.zeros(3),
+            np.zeros(3, np.int64), np.zeros(3, np.int8))
+    ptx = compile_ptx(mod.fit_cuda.py_func, tuple(typeof(a) for a in args))
+    assert "ex2.approx" in ptx or "exp" in ptx or "fma" in ptx
