@@ -4,29 +4,46 @@ call it.
 The path of one iteration
 -------------------------
 ``scipy.optimize.minimize(fun, x0, jac=True, method=adamsci.adam)`` calls
-:func:`adamsci.minimize.adam`, which validates the options and builds a
-:class:`Run` (:func:`adamsci.minimize._minimize`). Then one of two loops
-evaluates the objective and calls :func:`iterate` after every evaluation:
+:func:`adamsci.minimize.adam`; :func:`adamsci.minimize._minimize` checks the
+options, ``x0`` and the bounds, makes the optimizer (which checks its
+hyperparameters), the history session (:class:`adamsci.history.Session`,
+when recording or resuming) and the run (:func:`new_run`: the
+:class:`Arrays`, :class:`Settings` and :data:`COUNTERS` of a :class:`Run`).
+Then one of two loops evaluates the objective and calls :func:`iterate`
+after every evaluation:
 
 * :func:`python_loop`, for any Python callable: ``fun`` is called from
   Python, :func:`iterate` through the entry point of its compiled
   specialisation (:meth:`Run.iterate_entry`);
 * :func:`compiled_loop`, when ``fun`` (and ``jac``) are Numba ``@njit``
-  functions: the same loop compiled around them (:func:`_drive`).
+  functions: :func:`_drive`, the same loop compiled, with the objective and
+  :func:`iterate` passed as first-class functions (so that it is compiled
+  once per signature, not per objective).
 
-:func:`iterate` is everything between two evaluations, in this order:
+:func:`iterate` is everything between two evaluations, four phases in this
+order, each a function of its own:
 
-1. the history row of the evaluation (:func:`adamsci._record.record_row`),
-   when the run is recorded and the row is due;
-2. the non-finite check: a NaN or inf value or gradient ends the run
+1. :func:`_record_evaluation`: the history row of the evaluation
+   (:func:`adamsci._record.record_row`), when the run is recorded and the
+   row is due;
+2. :func:`_check_finite`: a NaN or inf value or gradient ends the run
    (status 3) or, with ``nonfinite="skip"``, asks for another evaluation at
    the same ``x``; nothing is modified either way;
-3. the stop tests: ``xtol`` (decided by the previous step), ``gtol`` on the
-   projected gradient, ``ftol`` on a moving average of f, ``maxiter``,
+3. :func:`_stop_test`: ``xtol`` (decided by the previous step), ``gtol`` on
+   the projected gradient, ``ftol`` on a moving average of f, ``maxiter``,
    ``maxfev``;
-4. the step: the learning rate of the schedule, the optimizer's per-array
-   step (:func:`adamsci.kernels.cpu.update`, the kernels' own), the
-   projection onto the bounds, ``x = y * x_scale``, the step norm.
+4. :func:`_take_step`: the learning rate of the schedule
+   (:data:`adamsci.kernels.cpu.schedule_at`), the optimizer's per-array step
+   (:func:`adamsci.kernels.cpu.update`, which runs
+   ``adamsci.kernels.cpu._adam_update``, ...: the per-step scalars of
+   :func:`adamsci._rules.adam_scalars` and the rule
+   :func:`adamsci._rules.adam` on every element -- the code of
+   :meth:`adamsci.Optimizer.step` too), the projection onto the bounds,
+   ``x = y * x_scale``, the step norm.
+
+The loop ends on a status code (>= 0); :func:`adamsci.minimize._minimize`
+builds the :class:`scipy.optimize.OptimizeResult` and the history from the
+run's arrays, counters and state.
 
 Everything a run keeps between iterations is named: the optimizer's
 hyperparameters (its ``_rules.*Hyper`` named tuple), its state (the
@@ -145,7 +162,7 @@ def _record_evaluation(f, g, a, state, c, B, meta, epoch):
     """Phase 1: the history row of the first evaluation at this ``x``
     (when recorded and due). :data:`FULL`, nothing written, when ``B`` has
     no room."""
-    if meta.size > 0 and meta[_record.PENDING] != 0:
+    if meta is not None and meta[_record.PENDING] != 0:
         if _record.is_full(B, meta, c.nit):
             return FULL
         _record.record_row(B, meta, c.nit, a.x, g, f, c.step_norm,
@@ -287,7 +304,7 @@ def iterate(f, g, a, state, h, s, counters, B, meta, epoch):
         status = _stop_test(f, g, a, s, c)
     if status == CONTINUE:
         _take_step(g, a, state, h, s, c)
-        if meta.size > 0:
+        if meta is not None:
             meta[_record.PENDING] = 1
     return status
 
@@ -359,7 +376,7 @@ def python_loop(run, evaluate, start, recorder, on_step, learning_rate,
     else:
         f, g = start
     B, meta = (recorder.B, recorder.meta) if recorder is not None else \
-        (_record.NO_B, _record.NO_META)
+        (None, None)
     step = run.iterate_entry(g, B, meta)
     a, state, h, s = run.a, run.state, run.hyper, run.settings
     ep = math.nan
@@ -426,9 +443,11 @@ def _drive(fun, jac, it, args, a, state, h, s, counters, B, meta):
         for i in range(gc.size):
             gc[i] = g[i]
         status = it(ff, gc, a, state, h, s, counters, B, meta, np.nan)
-        while status == FULL:
-            B = _record.grow(B)
-            status = it(ff, gc, a, state, h, s, counters, B, meta, np.nan)
+        if meta is not None:        # recorded (else compiled without this)
+            while status == FULL:
+                B = _record.grow(B)
+                status = it(ff, gc, a, state, h, s, counters, B, meta,
+                            np.nan)
         if status >= 0:
             break
     out = np.empty(len(g), a.y.dtype)

@@ -10,7 +10,8 @@ Conventions shared by all rules
 -------------------------------
 * Scalars that depend only on the step count (bias corrections, the
   AdaGrad-decayed learning rate) are computed once per step in float64 by the
-  caller and passed in; see :func:`adam_coefficients`.
+  optimizer's ``*_scalars`` function and passed in; see
+  :func:`adam_scalars`.
 * ``maximize`` negates the gradient first; coupled weight decay (L2) then adds
   ``weight_decay * p`` to it (torch.optim semantics).
 * The rules contain no float literals: every constant, complements such as
@@ -139,17 +140,6 @@ def rmsprop_scalars(h, t, lr, T):
 def adadelta_scalars(h, t, lr, T):
     """AdaDelta's: ``(lr, rho, 1 - rho, eps, weight_decay)``."""
     return T(lr), T(h.rho), T(1.0 - h.rho), T(h.eps), T(h.weight_decay)
-
-
-def adam_coefficients(t, lr, beta1, beta2, bias_correction):
-    """Per-step float64 scalars of Adam: ``(step_size, inv_sqrt_bc2)``.
-
-    ``step_size = lr / (1 - beta1**t)`` and ``inv_sqrt_bc2 = 1/sqrt(1 -
-    beta2**t)``; ``(lr, 1)`` when ``bias_correction`` is False.
-    """
-    if bias_correction:
-        return lr / (1.0 - beta1 ** t), 1.0 / math.sqrt(1.0 - beta2 ** t)
-    return lr, 1.0
 
 
 def adam(p, g, m, v, vmax, step_size, inv_sqrt_bc2, beta1, c1, beta2, c2,

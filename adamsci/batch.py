@@ -262,16 +262,17 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
 
     Parameters
     ----------
-    model : Model, str or callable
-        A :mod:`adamsci.models` model (``models.gaussian``, or its name
-        ``"gaussian"``), a :class:`adamsci.models.Model`, or a plain function
-        ``model(x, p) -> float`` that Numba can compile (then ``p0`` is
-        required and the gradient is taken by finite differences inside the
-        kernel).
+    model : callable, Model or str
+        ``f(x, *params)`` as for :func:`scipy.optimize.curve_fit`, vectorised
+        over the points, with an elementwise body (see "Writing a model" in
+        the docs and :mod:`adamsci.compiler`: it is compiled once, with its
+        exact derivatives); a :class:`adamsci.models.Model`; or a built-in
+        model (``models.gaussian``, or its name ``"gaussian"``).
     xdata : array_like
         Shared ``(n_points,)`` or per fit ``(n_fits, n_points)``; for a
-        model of ``xdim`` coordinates ``(n_points, xdim)`` or ``(n_fits,
-        n_points, xdim)``.
+        model of ``k`` coordinates (it reads ``x[0] ... x[k-1]``) ``(k,
+        n_points)`` or ``(n_fits, k, n_points)``: scipy's convention, the
+        points along the last axis.
     ydata : array_like, shape (n_fits, n_points)
         One fit per row (a 1-D array is one fit). NaN points (and points
         whose ``x`` or ``sigma`` is NaN) are masked.
@@ -327,12 +328,19 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         when ``xdata`` and ``ydata`` are float32, else float64. Sums over
         points are accumulated in float64.
     parallel : bool, optional
-        CPU only: the ``prange`` kernel. Default: when on the main thread
-        and ``n_fits >= 64``. Off the main thread (Dask workers, thread pools)
-        the serial kernel always runs, as Numba's default threading layer
-        aborts when parallel code is entered from two threads.
+        CPU only: fit chunks of fits on a pool of threads (as many as
+        ``NUMBA_NUM_THREADS`` or the CPUs this process may use), all running
+        the one compiled kernel, which releases the GIL. Default: on the main
+        thread and from 64 fits; off the main thread (Dask workers, thread
+        pools, which already run in parallel) one thread unless
+        ``parallel=True``.
     threads_per_block : int, default 128
         CUDA only.
+    polish : int, default 5
+        Levenberg-Marquardt steps on the fit's data from the optimizer's
+        best point (0: none). They make the result as exact as
+        ``curve_fit``'s; a fit stopped by ``maxiter`` whose polish converges
+        has status 0.
 
     Returns
     -------
@@ -352,23 +360,29 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
     TypeError
         Non-numeric data, a plain function without ``p0``.
     adamsci.models.ModelCompileError
-        The model cannot be compiled by Numba (message names the model and
-        includes Numba's).
+        The model's body uses a construct the compiler does not take (the
+        message names it and its line), or Numba cannot compile it (the
+        message includes Numba's).
+
+    Warns
+    -----
+    RuntimeWarning
+        A model's ``jac`` disagrees with its exact derivatives at ``p0``
+        (the fits use the exact ones).
 
     Notes
     -----
-    The algorithm (:mod:`adamsci.kernels._fitloop`) is Adam on ``chi2`` in
+    The algorithm (:mod:`adamsci.kernels.fitloop`) is Adam on ``chi2`` in
     scaled coordinates (``x_scale``), starting from ``p0``, with a
-    reduce-on-overshoot learning rate and a momentum restart, returning the
-    lowest-``chi2`` point visited. A fit has converged when on two
+    reduce-on-overshoot learning rate and a momentum restart, then a
+    Levenberg-Marquardt polish of the lowest-``chi2`` point visited. A fit has converged when on two
     consecutive steps ``|chi2 - chi2_prev| <= tol chi2`` and ``|p_j -
     p_prev_j| <= tol (|p_j| + s_j)``. Strongly correlated models converge
     slowly: ``double_exponential`` typically needs a few thousand steps
     (raise ``maxiter``; check ``status``).
 
     ``params_err`` and ``covariance`` follow ``scipy.optimize.curve_fit``:
-    ``(J^T W J)^-1`` from the analytic (or finite-difference) Jacobian at the
-    solution, scaled by ``chi2 / (n_valid - n_params)`` unless
+    ``(J^T W J)^-1`` from the model's exact Jacobian at the solution, scaled by ``chi2 / (n_valid - n_params)`` unless
     ``absolute_sigma``; ``inf`` when ``J^T W J`` is singular or ``n_valid ==
     n_params``. (curve_fit takes a pseudo-inverse of a rank-deficient
     Jacobian; here a singular matrix gives ``inf``.)

@@ -545,7 +545,7 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
     if can_compile and compiled is not False:
         counters["nfev"] = n_calls
         counters["njev"] = 1
-        B, meta = ((_record.NO_B, _record.NO_META) if recorder is None
+        B, meta = ((None, None) if recorder is None
                    else (recorder.B, recorder.meta))
         try:
             status, f, g, B = L.compiled_loop(objective, jac_fun, args, run,

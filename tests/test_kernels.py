@@ -114,7 +114,8 @@ def test_no_recompilation(name):
 
 def test_rules_run_as_plain_python():
     """The scalar rules are ordinary Python: one Adam step by hand."""
-    step_size, inv = _rules.adam_coefficients(1, 0.1, 0.9, 0.999, True)
+    step_size, inv = _rules.adam_scalars(adamsci.Adam().hyper, 1, 0.1,
+                                         float)[:2]
     p, m, v, _ = _rules.adam(1.0, 2.0, 0.0, 0.0, 0.0, step_size, inv, 0.9,
                              0.1, 0.999, 0.001, 0.0, 0.0, 1.0, False, False,
                              False)
