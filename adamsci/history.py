@@ -28,13 +28,18 @@ resumed run continues the numbering), ``param`` (names from the
 else ``x0, x1, ...``), and ``epoch`` (the 0-based epoch of the minibatch)
 when the objective is a :class:`~adamsci.MinibatchObjective`. At iteration
 0, ``step_norm`` and ``learning_rate`` are NaN (no step led there), and so is
-``x_avg`` (the average of no step). The attributes hold the method, every
-hyperparameter and option, the adamsci, NumPy, SciPy, Numba and xarray
-versions, the start time (UTC, ISO 8601) and the final ``status``,
-``success`` and ``message``; all of them are numbers or strings (JSON for
-lists and ``None``), so ``res.history.to_netcdf(path)`` works with the
-default (scipy, netCDF3) engine as well as with h5netcdf, and
-``xr.open_dataset(path)`` gives back an equal Dataset.
+``x_avg`` (the average of no step); each variable's ``description``
+attribute says so. The attributes hold the method, every hyperparameter and
+option that is set, the adamsci, NumPy, SciPy, Numba and xarray versions,
+the start time (UTC, ISO 8601) and the final ``status``, ``success`` and
+``message``. All of them are numbers or strings, so
+``res.history.to_netcdf(path)`` works with the default (scipy, netCDF3)
+engine as well as with h5netcdf, and ``xr.open_dataset(path)`` gives back
+an equal Dataset: booleans are the strings ``"true"`` and ``"false"``,
+lists and dicts JSON strings, and options left unset (``None``, such as
+``ema_decay``, ``tol`` or ``maxfev`` without a limit) are left out. (Older files,
+with booleans as 0/1 and unset options as the string ``"null"``, resume all
+the same.)
 
 Memory: one float64 row per recorded iteration (7 numbers plus the recorded
 parameter columns) in a preallocated array that doubles when full, so
@@ -46,7 +51,9 @@ iteration. For large parameter vectors record a subset
 final ``x`` (``state_x``), the objective's value and gradient there
 (``state_fun``, ``state_jac``), the optimizer's step count and state arrays
 (``state_step``, ``state_m``, ``state_v``, ... for the arrays in use), the
-stopping rules' running values, the total iteration count
+running values of the ``ftol`` rule (``state_f_ema``, ``state_f_ema_weight``,
+``state_f_best``, ``state_stall``; only when ``ftol`` is on), the total
+iteration count
 (``state_iteration``) and, for a :class:`~adamsci.MinibatchObjective`, its
 shuffle state (attribute ``state_objective``, JSON). Pass the Dataset, or
 the path of its netCDF file, as ``options={"resume": ...}``: the run goes on
@@ -148,6 +155,15 @@ _LONG_NAMES = {
     "x_avg": "temporal average of the parameters (bias-corrected)",
 }
 _UNITS = {"iteration": "1", "epoch": "1"}
+_NO_STEP = ("NaN at iteration 0: no step led to the starting point.")
+_DESCRIPTIONS = {
+    "step_norm": "2-norm of x minus the previous iteration's x (the step "
+                 "taken, in x units). " + _NO_STEP,
+    "learning_rate": "learning rate (the schedule's value) of the step "
+                     "that led to x. " + _NO_STEP,
+    "x_avg": "bias-corrected exponential moving average of the iterates "
+             "(ema_decay). NaN at iteration 0: the average of no step.",
+}
 
 
 # -----------------------------------------------------------------------------
@@ -431,6 +447,8 @@ class Recorder:
                 v.attrs["long_name"] = _STATE_LONG.get(
                     name[len(_STATE):],
                     f"optimizer state: {name[len(_STATE):]}")
+            if name in _DESCRIPTIONS:
+                v.attrs["description"] = _DESCRIPTIONS[name]
             if name in _UNITS:
                 v.attrs["units"] = _UNITS[name]
         return ds
@@ -469,24 +487,27 @@ def _json_default(obj):
 
 
 def netcdf_attr(value):
-    """A netCDF-safe attribute value: an int, float or str.
+    """A netCDF-safe attribute value: an int, float or str (or None).
 
-    Booleans become 0/1; ints outside int32 (netCDF3), None, sequences and
-    dicts become JSON strings; other objects (schedules, callables) their
-    ``repr``.
+    Booleans become the strings ``"true"`` and ``"false"``; ints outside
+    int32 (netCDF3), sequences and dicts become JSON strings; other objects
+    (schedules, callables) their ``repr``. None (an option left unset)
+    stays None: such an attribute is left out, not written.
 
     Examples
     --------
     >>> from adamsci.history import netcdf_attr
-    >>> netcdf_attr(True), netcdf_attr(None), netcdf_attr([1, 2]), netcdf_attr(0.5)
-    (1, 'null', '[1, 2]', 0.5)
+    >>> netcdf_attr(True), netcdf_attr([1, 2]), netcdf_attr(0.5)
+    ('true', '[1, 2]', 0.5)
+    >>> netcdf_attr(None) is None
+    True
     """
     if value is None:
-        return "null"
+        return None
     if isinstance(value, (str, np.str_)):
         return str(value)
     if isinstance(value, (bool, np.bool_)):
-        return int(value)
+        return "true" if value else "false"
     if isinstance(value, (float, np.floating)):
         return float(value)
     if isinstance(value, (int, np.integer, numbers.Integral)):
@@ -494,11 +515,16 @@ def netcdf_attr(value):
         return v if _I32[0] <= v <= _I32[1] else str(v)
     if isinstance(value, numbers.Real):
         return float(value)
-    if isinstance(value, (str, np.str_)):
-        return str(value)
-    if value is None or isinstance(value, (list, tuple, dict, np.ndarray)):
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
         return json.dumps(value, default=_json_default)
     return repr(value)
+
+
+def _set_attr(attrs, key, value):
+    """``attrs[key] = netcdf_attr(value)``, or nothing when that is None."""
+    v = netcdf_attr(value)
+    if v is not None:
+        attrs[key] = v
 
 
 def _versions():
@@ -598,6 +624,7 @@ class _Checkpoint:
 # loop values saved with the state (fields of the run's counters,
 # adamsci._loop.COUNTERS)
 _LOOP = ("f_ema", "f_ema_weight", "f_best", "stall")
+_NO_LIMIT = np.iinfo(np.int64).max
 _RUN_VARS = {_STATE + v for v in ("x", "y", "x_scale", "fun", "jac",
                                   "iteration", *_LOOP)}
 
@@ -747,8 +774,11 @@ class Session:
         for name, arr in st.items():
             if arr.size:
                 state[_STATE + name] = (dims, arr)
-        for k in _LOOP:
-            state[_STATE + k] = ((), run.counters[k][0].item())
+        if run.settings.ftol > 0.0:
+            # the ftol rule's running values (left out when the rule is off:
+            # they would be its untouched start values, inf and 0)
+            for k in _LOOP:
+                state[_STATE + k] = ((), run.counters[k][0].item())
         # views of the buffer, unless the run stopped early and most of the
         # reservation is unused (copies then free it)
         rec = self.rec
@@ -763,28 +793,29 @@ class Session:
         attrs = {"title": "adamsci optimization history",
                  "method": self.opt.name}
         for k, v in self.opt.hyperparameters.items():
-            attrs[k] = netcdf_attr(v)
+            _set_attr(attrs, k, v)
         for k, v in self.opts.items():
-            if k == "resume":
-                continue
-            attrs[k] = netcdf_attr(v)
-        attrs["resumed_from"] = "" if self.ckpt is None else self.ckpt.source
+            if k == "resume" or (k == "maxfev" and v == _NO_LIMIT):
+                continue                # maxfev=None arrives as "no limit"
+            _set_attr(attrs, k, v)
+        if self.ckpt is not None:
+            attrs["resumed_from"] = self.ckpt.source
         attrs["first_iteration"] = netcdf_attr(self.offset)
         attrs.update(_versions())
         attrs["start_time"] = self.start_time.isoformat(timespec="seconds")
         attrs["status"] = int(res.status)
-        attrs["success"] = int(bool(res.success))
+        attrs["success"] = netcdf_attr(bool(res.success))
         attrs["message"] = str(res.message)
         for k in ("nit", "nfev", "njev"):
             if k in res:
-                attrs[k] = netcdf_attr(res[k])
+                _set_attr(attrs, k, res[k])
         obj = self.objective
         if hasattr(obj, "get_state") and hasattr(obj, "set_state"):
             attrs["state_objective"] = json.dumps(obj.get_state(),
                                                   default=_json_default)
             for k in ("n_points", "batch_size", "n_batches"):
                 if hasattr(obj, k):
-                    attrs["objective_" + k] = netcdf_attr(getattr(obj, k))
+                    _set_attr(attrs, "objective_" + k, getattr(obj, k))
         return attrs
 
 
