@@ -153,7 +153,7 @@ def vectorised():
         f(a, a.copy(), opt.init(a), opt.hyper, 1e-3, True, 1)
         asm = f.inspect_asm(f.signatures[-1])
         out[np.dtype(dtype).name] = len(re.findall(
-            r"\bv(?:sqrt|div|mul|fmadd\w*)p[sd]\s+[^\n]*[xy]mm", asm))
+            r"\bv(?:sqrt|div|mul|fmadd\w*)p[sd]\s+[^\n]*[xyz]mm", asm))
     return out
 
 
