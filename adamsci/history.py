@@ -37,9 +37,9 @@ the start time (UTC, ISO 8601) and the final ``status``, ``success`` and
 engine as well as with h5netcdf, and ``xr.open_dataset(path)`` gives back
 an equal Dataset: booleans are the strings ``"true"`` and ``"false"``,
 lists and dicts JSON strings, and options left unset (``None``, such as
-``ema_decay``, ``tol`` or ``maxfev`` without a limit) are left out. (Older files,
-with booleans as 0/1 and unset options as the string ``"null"``, resume all
-the same.)
+``ema_decay``, ``tol`` or ``maxfev`` without a limit) are left out. (Older
+files, with booleans as 0/1 and unset options as the string ``"null"``,
+resume all the same.)
 
 Memory: one float64 row per recorded iteration (7 numbers plus the recorded
 parameter columns) in a preallocated array that doubles when full, so
@@ -999,27 +999,66 @@ class Result(OptimizeResult):
         import html
         title, fields, head, rows, hist = self._summary()
         e = html.escape
-        ok = "ok" if self.get("success") else "warn"
-        parts = [f'<div class="adamsci-result adamsci-{ok}">',
-                 f"<strong>{e(title)}</strong>",
-                 "<table>"]
+        ok = bool(self.get("success"))
+        # the badge's colours are also inline: they stay where a notebook
+        # viewer strips <style> elements
+        kind, colour, words = (("ok", _GREEN, "&#10003; converged") if ok
+                               else ("fail", _RED, "&#10007; not converged"))
+        badge = (f'<span class="adamsci-badge adamsci-badge-{kind}" '
+                 f'style="background-color:{colour};color:#ffffff">'
+                 f'{words}</span>')
+        parts = [f'<div class="adamsci-result adamsci-{"ok" if ok else "warn"}'
+                 f'">', _HTML_STYLE,
+                 f'<div class="adamsci-title"><strong>{e(title)}</strong> '
+                 f'{badge}</div>',
+                 '<table class="adamsci-fields">']
         for k, v in fields:
-            parts.append(f"<tr><th style=\"text-align:left\">{e(k)}</th>"
-                         f"<td style=\"text-align:left\">{e(v)}</td></tr>")
+            parts.append(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>")
         parts.append("</table>")
-        parts.append("<table>")
-        parts.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
-                     + "</tr>")
+        parts.append('<table class="adamsci-params">')
+        parts.append("<thead><tr>" + "".join(
+            f'<th class="adamsci-{"name" if j == 0 else "num"}">{e(h)}</th>'
+            for j, h in enumerate(head)) + "</tr></thead>")
+        parts.append("<tbody>")
         for r in rows:
-            parts.append("<tr>" + f"<td style=\"text-align:left\">{e(r[0])}"
-                         f"</td>" + "".join(
-                             f"<td style=\"text-align:right\">{e(c)}</td>"
-                             for c in r[1:]) + "</tr>")
+            parts.append(f'<tr><td class="adamsci-name">{e(r[0])}</td>'
+                         + "".join(f'<td class="adamsci-num">{e(c)}</td>'
+                                   for c in r[1:]) + "</tr>")
+        parts.append("</tbody>")
         parts.append("</table>")
         if hist:
-            parts.append(f"<p>history: {e(hist)}</p>")
+            parts.append(f'<p class="adamsci-history">history: {e(hist)}</p>')
         parts.append("</div>")
         return "\n".join(parts)
+
+
+#: The result's inline style. Text keeps the notebook's colour (``inherit``)
+#: and shading is semi-transparent grey, so light and dark themes both read;
+#: the badges are white on a green / red that contrasts with white by more
+#: than 4.5:1 (WCAG AA) and stand out on white and on black alike.
+_GREEN, _RED = "#1a7f37", "#c62828"
+_HTML_STYLE = """<style>
+.adamsci-result {color: inherit; line-height: 1.45;
+  padding: 0.2em 0 0.2em 0.7em; border-left: 4px solid %(green)s;}
+.adamsci-result.adamsci-warn {border-left-color: %(red)s;}
+.adamsci-result .adamsci-badge {display: inline-block; margin-left: 0.5em;
+  padding: 0.05em 0.6em; border-radius: 0.8em; font-size: 0.85em;
+  font-weight: 600; color: #ffffff;}
+.adamsci-result .adamsci-badge-ok {background-color: %(green)s;}
+.adamsci-result .adamsci-badge-fail {background-color: %(red)s;}
+.adamsci-result table {border-collapse: collapse; margin: 0.4em 0;
+  color: inherit; background: transparent; border: none;}
+.adamsci-result th, .adamsci-result td {color: inherit;
+  background: transparent; border: none; padding: 0.1em 0.8em 0.1em 0;
+  text-align: left;}
+.adamsci-result .adamsci-params th {
+  border-bottom: 1px solid rgba(128, 128, 128, 0.6);}
+.adamsci-result .adamsci-params tbody tr:nth-child(even) td {
+  background: rgba(128, 128, 128, 0.14);}
+.adamsci-result .adamsci-params .adamsci-num {text-align: right;
+  font-variant-numeric: tabular-nums; padding-left: 1.2em;}
+.adamsci-result .adamsci-history {margin: 0.3em 0; opacity: 0.8;}
+</style>""" % {"green": _GREEN, "red": _RED}
 
 
 def _num(v):

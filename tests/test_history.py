@@ -461,11 +461,68 @@ def test_text_repr_golden():
     assert str(res) == repr(res)
 
 
-def test_html_repr_golden():
+def test_html_repr_golden(monkeypatch):
     res = _golden_result()
     html = res._repr_html_()
     _check_golden("result.html", html)
-    assert "slope" in html and "<table>" in html
+    assert "slope" in html and '<table class="adamsci-params">' in html
+    # the golden check does fail on a change
+    monkeypatch.delenv("ADAMSCI_REGEN_GOLDEN", raising=False)
+    with pytest.raises(AssertionError):
+        _check_golden("result.html", html.replace("not converged",
+                                                  "converged"))
+
+
+def _luminance(hex_colour):
+    """WCAG 2 relative luminance of #rrggbb."""
+    c = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(c @ [0.2126, 0.7152, 0.0722])
+
+
+def _contrast(a, b):
+    hi, lo = sorted([_luminance(a), _luminance(b)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_html_repr_shows_success_at_a_glance():
+    import re
+    failed = _golden_result()._repr_html_()
+    done = minimize(lsq, maxiter=200, learning_rate=0.05, gtol=1e3)
+    assert done.success and not _golden_result().success
+    ok = done._repr_html_()
+    badge = re.compile(r'<span class="adamsci-badge adamsci-badge-(\w+)" '
+                       r'style="background-color:(#[0-9a-f]{6});'
+                       r'color:(#[0-9a-f]{6})">([^<]*)</span>')
+    (kind_f, bg_f, fg_f, words_f), = badge.findall(failed)
+    (kind_o, bg_o, fg_o, words_o), = badge.findall(ok)
+    # words and colour both differ
+    assert (kind_f, kind_o) == ("fail", "ok")
+    assert words_f.endswith("not converged") and \
+        words_o.endswith(" converged") and "not" not in words_o
+    assert bg_f != bg_o
+    r, g, b = (int(bg_f[i:i + 2], 16) for i in (1, 3, 5))
+    assert r > g and r > b                              # red
+    r, g, b = (int(bg_o[i:i + 2], 16) for i in (1, 3, 5))
+    assert g > r and g > b                              # green
+    for bg, fg in ((bg_f, fg_f), (bg_o, fg_o)):
+        assert _contrast(bg, fg) >= 4.5                 # WCAG AA text
+    assert 'class="adamsci-result adamsci-warn"' in failed
+    assert 'class="adamsci-result adamsci-ok"' in ok
+    # the style: the same badge colours; text keeps the theme's colour and
+    # shading is semi-transparent, so light and dark themes both read
+    style, = re.findall(r"<style>(.*?)</style>", failed, re.S)
+    assert style == re.findall(r"<style>(.*?)</style>", ok, re.S)[0]
+    assert f"adamsci-badge-fail {{background-color: {bg_f};}}" in style
+    assert f"adamsci-badge-ok {{background-color: {bg_o};}}" in style
+    colours = re.findall(r"(?<![-\w])color:\s*([^;]+);", style)
+    assert colours and set(colours) == {"inherit", fg_f}
+    for bg in re.findall(r"(?<![-\w])background:\s*([^;]+);", style):
+        alpha = re.fullmatch(r"rgba\([\d\s,]+,\s*([\d.]+)\)", bg)
+        assert bg == "transparent" or (alpha and float(alpha[1]) < 0.5), bg
+    # every row of the parameter table, with its name
+    params = re.findall(r'<td class="adamsci-name">([^<]*)</td>', failed)
+    assert params == ["slope", "b", "c", "d", "offset"]
 
 
 def test_repr_of_long_vectors_is_truncated():
