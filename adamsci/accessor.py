@@ -152,6 +152,14 @@ def _warm(model, dtype):
 class AdamsciAccessor:
     """``DataArray.adamsci``: batched fitting with :func:`adamsci.fit_batch`.
 
+    Registered on :class:`xarray.DataArray` by ``import adamsci.accessor``;
+    xarray makes it on first use of ``da.adamsci``: not built directly.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray
+        The array the accessor belongs to (xarray passes it).
+
     Examples
     --------
     >>> import numpy as np, xarray as xr

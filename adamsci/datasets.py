@@ -113,8 +113,10 @@ NistProblem = namedtuple("NistProblem", [
     "certified", "certified_sd", "rss", "formula"])
 NistProblem.__doc__ = """A NIST StRD nonlinear regression problem.
 
-Fields
-------
+A named tuple, as :func:`nist_strd` returns it.
+
+Attributes
+----------
 name, difficulty : str
     Problem name and NIST's level ("lower", "average", "higher").
 x : ndarray, shape (M,) or (k, M)
@@ -140,7 +142,20 @@ formula : str
 
 
 def nist_dir(path=None):
-    """The directory that holds the ``.dat`` files (see module docs)."""
+    """The directory that holds the NIST StRD ``.dat`` files.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        The directory, if given. Otherwise the environment variable
+        ``ADAMSCI_NIST_DIR``, or else ``../shared/data/nist_strd`` next to
+        the repository checkout (:mod:`adamsci.datasets`).
+
+    Returns
+    -------
+    pathlib.Path
+        The directory (not checked for existence).
+    """
     if path is not None:
         return Path(path)
     env = os.environ.get("ADAMSCI_NIST_DIR")
@@ -174,7 +189,7 @@ def nist_strd(name, path=None):
     name : str
         One of :data:`NIST_PROBLEMS` (case-insensitive), e.g. "Misra1a".
     path : str or path-like, optional
-        Directory of the ``.dat`` files (default: see module docs).
+        Directory of the ``.dat`` files (default: :func:`nist_dir`).
 
     Returns
     -------

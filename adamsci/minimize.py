@@ -10,8 +10,12 @@ They share one loop: one objective evaluation per iteration (the value and
 gradient at the current ``x``), then one optimizer step; the result's
 ``fun`` and ``jac`` are those at ``res.x``, so ``nfev = nit + 1`` with an
 analytic gradient. The per-iteration work between two evaluations runs in
-one compiled call (:func:`adamsci._loop.iterate`); when ``fun`` (and ``jac``) are
-Numba ``@njit`` functions the whole loop runs in Numba.
+one compiled call (``adamsci._loop.iterate``); when ``fun`` (and ``jac``)
+are Numba ``@njit`` functions the whole loop runs in Numba.
+
+Each method's hyperparameters and loop controls are keyword-only parameters
+(listed under *Other Parameters*) that are passed in ``options={...}`` of
+``scipy.optimize.minimize``, as for scipy's own methods.
 
 Status codes
 ------------
@@ -165,10 +169,12 @@ _RETURNS_DOC = """
     -------
     res : scipy.optimize.OptimizeResult
         ``x``, ``fun`` and ``jac`` (at ``x``), ``nit``, ``nfev``, ``njev``,
-        ``status`` and ``message`` (see :data:`MESSAGES` and the module
-        docs), ``success``; ``optimizer`` (the :class:`adamsci.Optimizer`
-        with these hyperparameters) and ``state`` (its state after the last
-        step, for resuming); ``x_avg`` with ``ema_decay`` (the
+        ``status`` and ``message`` (see :data:`adamsci.minimize.MESSAGES`
+        and the status codes of :mod:`adamsci.minimize`), ``success``;
+        ``optimizer`` (the :class:`adamsci.Optimizer` with these
+        hyperparameters) and ``state`` (its state after the last step, for
+        resuming); ``history`` with ``record`` (an :class:`xarray.Dataset`,
+        :mod:`adamsci.history`); ``x_avg`` with ``ema_decay`` (the
         bias-corrected temporal average of ``x``); ``x_scale`` with
         ``x_scale``; ``nskipped`` with ``nonfinite="skip"``; ``epoch`` when
         ``fun`` is a :class:`adamsci.MinibatchObjective`.
@@ -653,7 +659,8 @@ def adam(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
          ema_decay=None, maximize=False, **options):
     r"""Adam (Kingma & Ba 2015) as a ``scipy.optimize.minimize`` method.
 
-    Use as ``minimize(fun, x0, method=adamsci.adam, options={...})``. The
+    Use as ``minimize(fun, x0, method=adamsci.adam, options={...})``: the
+    parameters under *Other Parameters* are the keys of ``options``. The
     update is :class:`adamsci.Adam`'s:
 
     .. math::
@@ -665,22 +672,50 @@ def adam(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 1e-3
-        :math:`\alpha`, or a schedule ``t -> alpha_t`` (1-based step; an
-        :mod:`adamsci.schedules` schedule keeps the loop compiled).
-    beta1, beta2 : float, default 0.9, 0.999
+        The step size :math:`\alpha`, or a schedule ``t -> alpha_t`` of
+        the 1-based step number (an :mod:`adamsci.schedules` schedule
+        keeps the loop compiled; any other callable runs it in Python).
+    beta1 : float, default 0.9
+        :math:`\beta_1` in [0, 1): decay rate of the moving average
+        :math:`m` of the gradient (the first moment estimate).
+    beta2 : float, default 0.999
+        :math:`\beta_2` in [0, 1): decay rate of the moving average
+        :math:`v` of the squared gradient (the second raw moment
+        estimate), which scales each parameter's step; it averages over
+        about :math:`1/(1-\beta_2)` steps (1000 with the default).
     eps : float, default 1e-8
+        :math:`\epsilon \ge 0` added to :math:`\sqrt{\hat v_t}` after bias
+        correction (torch's and optax's placement; Keras adds it before):
+        it bounds the step where the gradient is about 0.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`. Coupled (default): L2 regularisation,
+        :math:`\lambda x` is added to the gradient before the moments;
+        decoupled: see ``decoupled_weight_decay``.
     decoupled_weight_decay : bool, default False
-        AdamW.
+        AdamW (Loshchilov & Hutter 2019): :math:`x` is multiplied by
+        :math:`1 - \alpha_t \lambda` before each step and the gradient
+        is left alone, so the decay is not rescaled by :math:`\sqrt{v}`.
     amsgrad : bool, default False
-        Running max of the second moment (Reddi et al. 2018).
+        AMSGrad (Reddi et al. 2018): divide by the running maximum of
+        :math:`v` (torch's variant: the maximum of the raw :math:`v`), so
+        that a parameter's effective step size never grows.
     bias_correction : bool, default True
+        Divide :math:`m_t` by :math:`1-\beta_1^t` and :math:`v_t` by
+        :math:`1-\beta_2^t` (Algorithm 1): both start at 0 and are biased
+        towards 0 in the first steps. False drops both corrections; the
+        first step is then :math:`(1-\beta_1)/\sqrt{1-\beta_2}` (3.2 with
+        the defaults) times larger (paper section 6.4).
     ema_decay : float or None, default None
-        Temporal averaging (paper section 7.2): ``res.x_avg``.
+        Temporal averaging of the iterates (paper section 7.2), with decay
+        in (0, 1), e.g. 0.999: ``res.x_avg`` is the bias-corrected
+        exponential moving average of ``x`` (``res.x`` stays the last
+        iterate). None: off.
     maximize : bool, default False
+        Maximise ``fun``: step along the gradient instead of against it
+        (``res.fun`` is still ``fun`` at ``res.x``).
 %(loop)s
 
 %(returns)s
@@ -719,6 +754,9 @@ def adamax(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
            maximize=False, **options):
     r"""AdaMax (Kingma & Ba 2015, Algorithm 2) as a ``minimize`` method.
 
+    Use as ``minimize(fun, x0, method=adamsci.adamax, options={...})``;
+    the update is :class:`adamsci.AdaMax`'s:
+
     .. math::
 
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
@@ -727,15 +765,29 @@ def adamax(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 2e-3
-    beta1, beta2 : float, default 0.9, 0.999
+        The step size :math:`\alpha` (the paper's default for AdaMax), or
+        a schedule ``t -> alpha_t`` (see :func:`adamsci.adam`).
+    beta1 : float, default 0.9
+        :math:`\beta_1` in [0, 1): decay rate of the moving average
+        :math:`m` of the gradient.
+    beta2 : float, default 0.999
+        :math:`\beta_2` in [0, 1): decay rate of the exponentially
+        weighted infinity norm :math:`u` of past gradients.
     eps : float, default 1e-8
+        :math:`\epsilon \ge 0` added to :math:`|g_t|` inside the maximum
+        (torch/optax convention), so that :math:`u > 0`; 0 is the paper's
+        rule exactly.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda x` is
+        added to the gradient.
     ema_decay : float or None, default None
-        Temporal averaging: ``res.x_avg``.
+        Temporal averaging of the iterates (paper section 7.2):
+        ``res.x_avg``, as for :func:`adamsci.adam`. None: off.
     maximize : bool, default False
+        Maximise ``fun`` (step along the gradient).
 %(loop)s
 
 %(returns)s
@@ -772,6 +824,7 @@ def sgd(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         **options):
     r"""Stochastic gradient descent (momentum, Nesterov) as a method.
 
+    Use as ``minimize(fun, x0, method=adamsci.sgd, options={...})``;
     torch.optim.SGD semantics (:class:`adamsci.SGD`):
     :math:`b_t = \mu b_{t-1} + (1-\tau) g_t`,
     :math:`x_t = x_{t-1} - \alpha_t (g_t + \mu b_t \text{ if Nesterov else }
@@ -779,15 +832,26 @@ def sgd(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 1e-2
-        (``adamsci.SGD`` has no default; this method uses 1e-2.)
+        The step size :math:`\alpha`, or a schedule ``t -> alpha_t``
+        (:class:`adamsci.SGD` has no default; this method uses 1e-2).
     momentum : float, default 0
+        :math:`\mu \ge 0`: weight of the previous buffer :math:`b` in the
+        momentum update; 0: plain gradient steps.
     dampening : float, default 0
+        :math:`\tau` in [0, 1]: the gradient enters the buffer with
+        weight :math:`1-\tau` (from the second step on); must be 0 with
+        ``nesterov``.
     nesterov : bool, default False
+        Nesterov momentum: step along :math:`g_t + \mu b_t` instead of
+        :math:`b_t`; needs ``momentum > 0``.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda x` is
+        added to the gradient.
     maximize : bool, default False
+        Maximise ``fun`` (step along the gradient).
 %(loop)s
 
 %(returns)s
@@ -819,20 +883,30 @@ def adagrad(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
             weight_decay=0.0, maximize=False, **options):
     r"""AdaGrad (Duchi et al. 2011) as a ``minimize`` method.
 
-    :math:`s_t = s_{t-1} + g_t^2`,
+    Use as ``minimize(fun, x0, method=adamsci.adagrad, options={...})``.
+    The update: :math:`s_t = s_{t-1} + g_t^2`,
     :math:`x_t = x_{t-1} - \tilde\alpha_t g_t/(\sqrt{s_t} + \epsilon)`
     (:class:`adamsci.AdaGrad`).
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 1e-2
+        The step size :math:`\alpha`, or a schedule ``t -> alpha_t``.
     lr_decay : float, default 0
+        :math:`\eta \ge 0`: the step size of step :math:`t` is
+        :math:`\tilde\alpha_t = \alpha_t / (1 + (t-1)\eta)`.
     eps : float, default 1e-10
+        :math:`\epsilon \ge 0` added to :math:`\sqrt{s_t}`.
     initial_accumulator_value : float, default 0
+        :math:`s_0 \ge 0`, the starting sum of squared gradients; larger
+        values make the first steps smaller.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda x` is
+        added to the gradient.
     maximize : bool, default False
+        Maximise ``fun`` (step along the gradient).
 %(loop)s
 
 %(returns)s
@@ -864,21 +938,33 @@ def rmsprop(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
             maximize=False, **options):
     r"""RMSProp (Tieleman & Hinton 2012) as a ``minimize`` method.
 
-    :math:`s_t = \alpha s_{t-1} + (1-\alpha) g_t^2`,
+    Use as ``minimize(fun, x0, method=adamsci.rmsprop, options={...})``.
+    The update: :math:`s_t = \alpha s_{t-1} + (1-\alpha) g_t^2`,
     :math:`x_t = x_{t-1} - \alpha_t g_t/(\sqrt{s_t} + \epsilon)`
     (centred and momentum variants: :class:`adamsci.RMSProp`).
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 1e-2
+        The step size :math:`\alpha_t`, or a schedule ``t -> alpha_t``.
     alpha : float, default 0.99
+        Smoothing constant in [0, 1) of the moving average :math:`s` of
+        the squared gradient (torch's name; not the step size).
     eps : float, default 1e-8
+        :math:`\epsilon \ge 0` added to the root mean square.
     momentum : float, default 0
+        :math:`\mu \ge 0`: accumulate the scaled gradients in a buffer
+        :math:`b_t = \mu b_{t-1} + g_t/d_t` and step along it; 0: off.
     centered : bool, default False
+        Divide by an estimate of the standard deviation of the gradient,
+        :math:`\sqrt{s_t - \bar g_t^2}`, instead of its root mean square.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda x` is
+        added to the gradient.
     maximize : bool, default False
+        Maximise ``fun`` (step along the gradient).
 %(loop)s
 
 %(returns)s
@@ -910,20 +996,32 @@ def adadelta(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
              eps=1e-6, weight_decay=0.0, maximize=False, **options):
     r"""AdaDelta (Zeiler 2012) as a ``minimize`` method.
 
-    :math:`s_t = \rho s_{t-1} + (1-\rho) g_t^2`,
+    Use as ``minimize(fun, x0, method=adamsci.adadelta, options={...})``.
+    The update: :math:`s_t = \rho s_{t-1} + (1-\rho) g_t^2`,
     :math:`\Delta_t = \sqrt{a_{t-1}+\epsilon}/\sqrt{s_t+\epsilon}\, g_t`,
     :math:`a_t = \rho a_{t-1} + (1-\rho)\Delta_t^2`,
     :math:`x_t = x_{t-1} - \alpha_t\Delta_t` (:class:`adamsci.AdaDelta`).
 
 %(params)s
 
-    Options
-    -------
+    Other Parameters
+    ----------------
     learning_rate : float or callable, default 1.0
+        A factor :math:`\alpha_t` on the step :math:`\Delta_t` (or a
+        schedule ``t -> alpha_t``); 1 is Zeiler's method, which has no
+        learning rate.
     rho : float, default 0.9
+        :math:`\rho` in [0, 1): decay rate of both moving averages (of
+        :math:`g^2` and of :math:`\Delta^2`).
     eps : float, default 1e-6
+        :math:`\epsilon \ge 0` inside both square roots; it sets the size
+        of the first steps, about :math:`\sqrt{\epsilon/(1-\rho)}` for
+        gradients much larger than :math:`\sqrt{\epsilon}`.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda x` is
+        added to the gradient.
     maximize : bool, default False
+        Maximise ``fun`` (step along the gradient).
 %(loop)s
 
 %(returns)s

@@ -422,6 +422,7 @@ class Model:
 
     @property
     def n_params(self):
+        """The number of parameters, ``len(param_names)``."""
         return len(self.param_names)
 
     @property
@@ -521,14 +522,141 @@ def _get_builtin(name):
     return BUILTIN[name]
 
 
+#: Gaussian peak,
+#: ``amplitude * exp(-(x - center)**2 / (2 sigma**2)) + offset``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: amplitude : float
+#:     Height of the peak above ``offset`` (negative: a dip).
+#: center : float
+#:     Position of the maximum.
+#: sigma : float
+#:     Standard deviation (width); FWHM = 2.3548 sigma.
+#: offset : float
+#:     Constant background.
 gaussian = _builtin("gaussian", _gaussian, gaussian_guess)
+#: Round 2-D Gaussian spot (Gpufit's ``GAUSS_2D``).
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like, shape (2, n_points)
+#:     The coordinates ``(x, y)`` of the points: see :func:`pixel_grid`.
+#: amplitude : float
+#:     Height of the spot above ``offset``.
+#: center_x, center_y : float
+#:     Position of the maximum.
+#: sigma : float
+#:     Standard deviation, the same along both axes.
+#: offset : float
+#:     Constant background.
 gaussian2d = _builtin("gaussian2d", _gaussian2d, gaussian2d_guess)
+#: Lorentzian (Cauchy) peak,
+#: ``amplitude / (1 + ((x - center) / gamma)**2) + offset``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: amplitude : float
+#:     Height of the peak above ``offset``.
+#: center : float
+#:     Position of the maximum.
+#: gamma : float
+#:     Half width at half maximum.
+#: offset : float
+#:     Constant background.
 lorentzian = _builtin("lorentzian", _lorentzian, lorentzian_guess)
+#: Exponential decay, ``amplitude * exp(-x / tau) + offset``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: amplitude : float
+#:     Value above ``offset`` at ``x = 0``.
+#: tau : float
+#:     Decay constant (1/e time), in the units of ``x``.
+#: offset : float
+#:     Constant background (the value as ``x -> inf``).
 exponential = _builtin("exponential", _exponential, exponential_guess)
+#: Two exponential decays, ``amplitude1 * exp(-x / tau1) +
+#: amplitude2 * exp(-x / tau2) + offset``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: amplitude1, amplitude2 : float
+#:     Values of the two components at ``x = 0``.
+#: tau1, tau2 : float
+#:     Their decay constants (the guess puts the faster one first).
+#: offset : float
+#:     Constant background.
 double_exponential = _builtin("double_exponential", _double_exponential,
                               double_exponential_guess, x_scale="jac")
+#: Logistic step, ``amplitude / (1 + exp(-(x - center) / width)) + offset``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: amplitude : float
+#:     Height of the step.
+#: center : float
+#:     Position of the half-way point.
+#: width : float
+#:     Width of the step (negative: a falling step).
+#: offset : float
+#:     Value far below ``center`` (for ``width > 0``).
 logistic = _builtin("logistic", _logistic, logistic_guess)
+#: Power law, ``amplitude * x**exponent``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points, ``x > 0``.
+#: amplitude : float
+#:     Value at ``x = 1``.
+#: exponent : float
+#:     The power.
 power_law = _builtin("power_law", _power_law, power_law_guess)
+#: Straight line, ``slope * x + intercept``.
+#:
+#: A built-in :class:`Model` (callable as a function; ``.guess(xdata,
+#: ydata)`` gives starting values from the data).
+#:
+#: Parameters
+#: ----------
+#: x : array_like
+#:     The points (any shape: the model is elementwise).
+#: slope : float
+#:     Change of the value per unit of ``x``.
+#: intercept : float
+#:     Value at ``x = 0``.
 linear = _builtin("linear", _linear, linear_guess)
 
 #: The built-in models by name (``polynomial`` is made per degree).
@@ -597,6 +725,20 @@ def pixel_grid(nx, ny=None, dtype=np.float64):
     ``image.reshape(n_fits, -1)`` (scipy's convention: coordinates first,
     points last).
 
+    Parameters
+    ----------
+    nx : int
+        Width of the image (pixels per row).
+    ny : int, optional
+        Height of the image (rows); default ``nx`` (a square image).
+    dtype : dtype, default numpy.float64
+        Dtype of the coordinates.
+
+    Returns
+    -------
+    ndarray, shape (2, ny * nx)
+        The ``x`` (column) and ``y`` (row) coordinate of every pixel.
+
     Examples
     --------
     >>> from adamsci.models import pixel_grid
@@ -610,10 +752,39 @@ def pixel_grid(nx, ny=None, dtype=np.float64):
 
 
 def as_model(model, param_names=None):
-    """``model`` as a :class:`Model`: a Model, a built-in's name
-    (``"gaussian"``, ``"polynomial3"``) or a function ``f(x, *params)``
-    (wrapped once per function and ``param_names``, so that its compiled
-    kernels are reused)."""
+    """``model`` as a :class:`Model`.
+
+    Parameters
+    ----------
+    model : Model, str or callable
+        A Model (returned as it is), a built-in's name (``"gaussian"``,
+        ``"polynomial3"``) or a function ``f(x, *params)`` (wrapped once
+        per function and ``param_names``, so that its compiled kernels are
+        reused).
+    param_names : sequence of str, optional
+        The parameters' names; default: from the function's signature.
+        Required for a function that takes ``*params``; for a Model they
+        must be its own.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ValueError
+        An unknown built-in name, or ``param_names`` that do not fit.
+    TypeError
+        ``model`` is none of the above.
+
+    Examples
+    --------
+    >>> from adamsci import models
+    >>> models.as_model("gaussian") is models.gaussian
+    True
+    >>> models.as_model(lambda t, a, k: a * t ** k).param_names
+    ('a', 'k')
+    """
     if isinstance(model, Model):
         if param_names is not None and tuple(param_names) != \
                 model.param_names:

@@ -147,11 +147,29 @@ AdaDeltaState = _state_class("AdaDeltaState", ("square_avg", "acc_delta"))
 class Optimizer:
     """Base class: hyperparameters, state layout and in-place stepping.
 
+    Not used directly: the optimizers (:class:`Adam`, ...) derive from it.
     Subclasses set ``State`` (a named tuple whose fields after ``step`` are
     the per-parameter arrays) and, in ``__init__``, ``hyper``: the
     hyperparameters other than the learning rate as the optimizer's named
     tuple of :mod:`adamsci._rules` (``AdamHyper``, ...), which every kernel
     and loop reads by field name.
+
+    Parameters
+    ----------
+    learning_rate : float or callable
+        The step size (> 0), or a schedule ``t -> learning rate`` of the
+        1-based step number (an :mod:`adamsci.schedules` schedule, or any
+        callable).
+    nonfinite : {"raise", "skip", "ignore"}, default "raise"
+        What :meth:`step` does with a NaN or infinite gradient entry:
+        "raise" raises FloatingPointError and changes nothing; "skip"
+        leaves the parameters and the state as they were (the step count
+        does not advance) and returns False; "ignore" does not check (the
+        fastest, for gradients known to be finite).
+    parallel : bool or None, default None
+        Run the multi-threaded (``prange``) kernel: True or False, or None
+        to choose by size (from ``PARALLEL_THRESHOLD`` parameters, and on
+        the main thread only).
     """
 
     name = "optimizer"
@@ -421,30 +439,44 @@ class Adam(Optimizer):
     Parameters
     ----------
     learning_rate : float or callable, default 1e-3
-        :math:`\alpha`, or a schedule ``t -> alpha_t`` (:mod:`adamsci.schedules`).
+        :math:`\alpha`, or a schedule ``t -> alpha_t``
+        (:mod:`adamsci.schedules`).
     beta1, beta2 : float, default 0.9, 0.999
         Decay rates of the moment estimates, in [0, 1).
     eps : float, default 1e-8
         Added to the bias-corrected :math:`\sqrt{\hat v}` (torch convention).
     weight_decay : float, default 0
-        :math:`\lambda >= 0`.
+        :math:`\lambda \ge 0`: L2 regularisation (:math:`\lambda\theta`
+        added to the gradient) or, with ``decoupled_weight_decay``, AdamW's
+        decay.
     decoupled_weight_decay : bool, default False
-        AdamW (Loshchilov & Hutter 2019) instead of L2 on the gradient.
+        AdamW (Loshchilov & Hutter 2019) instead of L2 on the gradient:
+        :math:`\theta` is multiplied by :math:`1 - \alpha_t\lambda`
+        before each step.
     amsgrad : bool, default False
         Keep the running max of the raw second moment (torch's variant of
         Reddi et al. 2018; their paper takes the max of the bias-corrected
         moment).
     bias_correction : bool, default True
-        False drops both corrections (RMSProp with momentum).
+        Divide :math:`m_t` by :math:`1-\beta_1^t` and :math:`v_t` by
+        :math:`1-\beta_2^t`, which removes their bias towards the zero
+        they start from. False drops both corrections (RMSProp with
+        momentum); the first step is then
+        :math:`(1-\beta_1)/\sqrt{1-\beta_2}` (3.2 with the defaults)
+        times larger (paper section 6.4).
     ema_decay : float or None, default None
         Temporal averaging of the parameters (paper section 7.2), in (0, 1);
         read the average with :meth:`averaged`.
     maximize : bool, default False
-        Ascend instead of descend.
+        Ascend instead of descend (the gradient is negated first).
     nonfinite : {"raise", "skip", "ignore"}, default "raise"
-        What a NaN or infinite gradient entry does (see module docs).
+        What :meth:`step` does with a NaN or infinite gradient entry:
+        raise FloatingPointError, skip the step (and return False), or not
+        check; in every case but "ignore" nothing is modified
+        (:class:`Optimizer`).
     parallel : bool or None, default None
-        Force the ``prange`` kernel on or off; None chooses by size.
+        Force the multi-threaded ``prange`` kernel on or off; None chooses
+        by size (:class:`Optimizer`).
 
     Notes
     -----
@@ -523,18 +555,25 @@ class AdaMax(Optimizer):
     Parameters
     ----------
     learning_rate : float or callable, default 2e-3
+        :math:`\alpha` (the paper's default for AdaMax), or a schedule
+        ``t -> alpha_t`` (:mod:`adamsci.schedules`).
     beta1, beta2 : float, default 0.9, 0.999
+        Decay rates, in [0, 1), of the first moment :math:`m` and of the
+        exponentially weighted infinity norm :math:`u`.
     eps : float, default 1e-8
         Added to :math:`|g|` inside the max (torch/optax convention);
         ``eps=0`` is the paper exactly (then a zero gradient on the first
         step gives 0/0).
     weight_decay : float, default 0
-        Coupled (L2 added to the gradient).
-    ema_decay : float or None
-        Temporal averaging (paper section 7.2); see :meth:`averaged`.
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda\theta`
+        is added to the gradient.
+    ema_decay : float or None, default None
+        Temporal averaging of the parameters (paper section 7.2), in
+        (0, 1); read the average with :meth:`averaged`.
     maximize : bool, default False
-    nonfinite : {"raise", "skip", "ignore"}, default "raise"
-    parallel : bool or None, default None
+        Ascend instead of descend (the gradient is negated first).
+    nonfinite, parallel
+        As for :class:`Adam`.
 
     References
     ----------
@@ -610,13 +649,19 @@ class SGD(Optimizer):
     learning_rate : float or callable
         Required (no default, as in torch).
     momentum : float, default 0
-        :math:`\mu >= 0`.
+        :math:`\mu \ge 0`, the weight of the previous momentum buffer
+        :math:`b`; 0: plain gradient steps.
     dampening : float, default 0
-        :math:`\tau` in [0, 1]; must be 0 with Nesterov.
+        :math:`\tau` in [0, 1]: the gradient enters the buffer with weight
+        :math:`1-\tau`; must be 0 with Nesterov.
     nesterov : bool, default False
-        Needs ``momentum > 0``.
+        Nesterov momentum (step along :math:`g_t + \mu b_t`); needs
+        ``momentum > 0``.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda\theta`
+        is added to the gradient.
     maximize : bool, default False
+        Ascend instead of descend (the gradient is negated first).
     nonfinite, parallel
         As for :class:`Adam`.
 
@@ -671,13 +716,20 @@ class AdaGrad(Optimizer):
     Parameters
     ----------
     learning_rate : float or callable, default 1e-2
+        :math:`\alpha`, or a schedule ``t -> alpha_t``
+        (:mod:`adamsci.schedules`).
     lr_decay : float, default 0
-        :math:`\eta >= 0`.
+        :math:`\eta \ge 0`, the decay of :math:`\tilde\alpha_t`.
     eps : float, default 1e-10
+        :math:`\epsilon \ge 0` added to :math:`\sqrt{s_t}`.
     initial_accumulator_value : float, default 0
-        Starting value of :math:`s`, >= 0.
+        Starting value of :math:`s`, >= 0; larger values make the first
+        steps smaller.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda\theta`
+        is added to the gradient.
     maximize : bool, default False
+        Ascend instead of descend (the gradient is negated first).
     nonfinite, parallel
         As for :class:`Adam`.
 
@@ -733,13 +785,24 @@ class RMSProp(Optimizer):
     Parameters
     ----------
     learning_rate : float or callable, default 1e-2
+        :math:`\alpha_t`, or a schedule ``t -> alpha_t``
+        (:mod:`adamsci.schedules`).
     alpha : float, default 0.99
-        Smoothing constant in [0, 1).
+        Smoothing constant in [0, 1) of the moving averages :math:`s` and
+        :math:`\bar g` (torch's name; not the step size).
     eps : float, default 1e-8
+        :math:`\epsilon \ge 0` added to the root mean square.
     momentum : float, default 0
+        :math:`\mu \ge 0`, the weight of the previous buffer :math:`b`;
+        0: no buffer.
     centered : bool, default False
+        Divide by :math:`\sqrt{s_t - \bar g_t^2}`, an estimate of the
+        gradient's standard deviation, instead of its root mean square.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda\theta`
+        is added to the gradient.
     maximize : bool, default False
+        Ascend instead of descend (the gradient is negated first).
     nonfinite, parallel
         As for :class:`Adam`.
 
@@ -793,11 +856,19 @@ class AdaDelta(Optimizer):
     Parameters
     ----------
     learning_rate : float or callable, default 1.0
+        A factor :math:`\alpha_t` on :math:`\Delta_t`, or a schedule
+        ``t -> alpha_t``; 1 is Zeiler's method, which has no learning rate.
     rho : float, default 0.9
-        In [0, 1).
+        Decay rate in [0, 1) of both moving averages, :math:`s` and
+        :math:`a`.
     eps : float, default 1e-6
+        :math:`\epsilon \ge 0` inside both square roots; it sets the size
+        of the first steps.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`: L2 regularisation, :math:`\lambda\theta`
+        is added to the gradient.
     maximize : bool, default False
+        Ascend instead of descend (the gradient is negated first).
     nonfinite, parallel
         As for :class:`Adam`.
 

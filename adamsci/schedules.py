@@ -41,7 +41,21 @@ def _positive(name, value):
 
 
 class Schedule:
-    """Base class: ``code`` selects the formula, ``a``/``b`` its parameters."""
+    """Base class: ``code`` selects the formula, ``a``/``b`` its parameters.
+
+    Use the subclasses (:class:`constant`, :class:`inverse_sqrt`,
+    :class:`exponential`, :class:`cosine`); calling a schedule with the
+    1-based step number ``t`` returns the learning rate of that step.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The learning rate at step 1, a finite number > 0.
+    a, b : float, default 0
+        The formula's two parameters, as :func:`evaluate` reads them.
+    flag : bool, default False
+        The formula's switch (``staircase`` of :class:`exponential`).
+    """
 
     code = -1
     _names = ()
@@ -70,7 +84,13 @@ class Schedule:
 
 
 class constant(Schedule):
-    """``lr`` at every step."""
+    """``lr`` at every step.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The learning rate at step 1, a finite number > 0.
+    """
 
     code = 0
 
@@ -79,7 +99,13 @@ class constant(Schedule):
 
 
 class inverse_sqrt(Schedule):
-    """``lr / sqrt(t)``: the decay of the paper's regret bound (section 4)."""
+    """``lr / sqrt(t)``: the decay of the paper's regret bound (section 4).
+
+    Parameters
+    ----------
+    learning_rate : float
+        The learning rate at step 1, a finite number > 0.
+    """
 
     code = 1
 
@@ -88,7 +114,29 @@ class inverse_sqrt(Schedule):
 
 
 class exponential(Schedule):
-    """``lr * decay_rate ** ((t - 1) / decay_steps)``; floored if staircase."""
+    """``lr * decay_rate ** ((t - 1) / decay_steps)``; floored if staircase.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The learning rate at step 1, a finite number > 0.
+    decay_rate : float
+        The factor (> 0) by which the learning rate is multiplied every
+        ``decay_steps`` steps, e.g. 0.5 to halve it.
+    decay_steps : float, default 1
+        The number of steps (> 0) over which the rate falls by
+        ``decay_rate``.
+    staircase : bool, default False
+        Floor the exponent: the rate falls in steps, once every
+        ``decay_steps`` steps, instead of smoothly.
+
+    Examples
+    --------
+    >>> from adamsci import schedules
+    >>> s = schedules.exponential(0.1, 0.5, decay_steps=100)
+    >>> round(s(1), 6), round(s(101), 6)
+    (0.1, 0.05)
+    """
 
     code = 2
     _names = ("decay_rate", "decay_steps", "staircase")
@@ -103,7 +151,18 @@ class exponential(Schedule):
 
 
 class cosine(Schedule):
-    """Cosine decay from ``lr`` to ``alpha * lr`` over ``decay_steps`` steps."""
+    """Cosine decay from ``lr`` to ``alpha * lr`` over ``decay_steps`` steps.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The learning rate at step 1, a finite number > 0.
+    decay_steps : float
+        The number of steps (> 0) of the decay; after them the rate stays
+        at ``alpha * learning_rate``.
+    alpha : float, default 0
+        The final rate as a fraction of ``learning_rate``, in [0, 1].
+    """
 
     code = 3
     _names = ("decay_steps", "alpha")
@@ -119,7 +178,34 @@ class cosine(Schedule):
 
 def evaluate(code, lr, a, b, flag, t):
     """Learning rate of schedule ``code`` at step ``t`` (plain Python; Numba
-    compiles it unchanged for compiled loops)."""
+    compiles it unchanged for compiled loops).
+
+    Parameters
+    ----------
+    code : int
+        The formula: 0 constant, 1 inverse square root, 2 exponential,
+        3 cosine (the table of :mod:`adamsci.schedules`).
+    lr : float
+        The learning rate at step 1.
+    a, b, flag : float, float, bool
+        The formula's parameters: ``(decay_rate, decay_steps, staircase)``
+        for code 2, ``(decay_steps, alpha, -)`` for code 3, unused
+        otherwise.
+    t : int or float
+        The 1-based step number.
+
+    Returns
+    -------
+    float
+        The learning rate of step ``t``.
+
+    Examples
+    --------
+    >>> from adamsci import schedules
+    >>> s = schedules.cosine(1.0, decay_steps=10)
+    >>> schedules.evaluate(*s.as_tuple(), 6) == s(6)
+    True
+    """
     if code == 1:
         return lr / math.sqrt(t)
     if code == 2:
