@@ -150,7 +150,8 @@ def convergence(history, ax=None, *, x="iteration", window=None, label=None,
     ----------
     history : xarray.Dataset
         A run history (``res.history``).
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        The Axes to draw on (default: a new figure's).
     x : {"iteration", "epoch"}
         The horizontal axis; ``"epoch"`` (a MinibatchObjective run) counts
         fractional passes over the data.
@@ -210,9 +211,11 @@ def trajectories(history, params=None, ax=None, *, average=True,
     Parameters
     ----------
     history : xarray.Dataset
+        A run history (``res.history``).
     params : sequence of str, optional
         Recorded parameters to draw (default all); the legend names them.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        The Axes to draw on (default: a new figure's).
     average : bool, default True
         Also draw ``x_avg`` (temporal averaging), dashed, when recorded.
     title : str or False, optional
@@ -289,6 +292,7 @@ def path2d(history, fun=None, params=None, ax=None, *, grid=200, levels=25,
     Parameters
     ----------
     history : xarray.Dataset
+        A run history (``res.history``) with ``x`` recorded.
     fun : callable, optional
         ``fun(x, *args)`` -> f or (f, g), evaluated on a ``grid x grid``
         mesh of the two parameters with the others at their final values.
@@ -296,7 +300,8 @@ def path2d(history, fun=None, params=None, ax=None, *, grid=200, levels=25,
         ``full`` method: calling the objective itself draws batches.)
     params : (str, str), optional
         Default: the first two recorded parameters.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        The Axes to draw on (default: a new figure's).
     grid : int, default 200
         Mesh points per axis (``grid**2`` calls of ``fun``: lower it for an
         expensive objective).
