@@ -218,7 +218,7 @@ def _stop_test(f, g, a, s, c):
         c.f_ema = w * c.f_ema + (1.0 - w) * (s.sign * f)
         c.f_ema_weight = w * c.f_ema_weight + (1.0 - w)
         ema = c.f_ema / c.f_ema_weight
-        if ema < c.f_best - s.ftol * abs(c.f_best):
+        if c.f_best == math.inf or ema < c.f_best - s.ftol * abs(c.f_best):
             c.f_best = ema
             c.stall = 0
         else:

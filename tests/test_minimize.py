@@ -418,6 +418,20 @@ def test_ftol_with_patience_on_a_noisy_objective():
     np.testing.assert_allclose(res.x, XSTAR, atol=0.05)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ftol_waits_while_f_improves(compiled):
+    # f falls steadily (by far more than ftol per iteration) for hundreds
+    # of iterations: ftol must not stop the run after `patience` of them
+    @njit(cache=True)
+    def bowl(x):
+        return x @ x + 1.0, 2.0 * x
+    res = so.minimize(bowl, np.full(3, 5.0), jac=True, method=adamsci.adam,
+                   options=dict(learning_rate=0.01, maxiter=5000, ftol=1e-6,
+                                patience=20, compiled=compiled))
+    assert res.status == 4 and res.nit > 400, (res.status, res.nit)
+    assert res.fun < 1.01
+
+
 def test_xtol_with_a_decaying_learning_rate():
     res = run("adam", learning_rate=schedules.exponential(0.05, 0.5, 20),
               maxiter=5000, gtol=0, xtol=1e-8)
