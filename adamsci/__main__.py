@@ -1,7 +1,7 @@
 """Command line: ``python -m adamsci demo`` and ``python -m adamsci bench``.
 
-``demo`` runs the main job (a stochastic curve fit of about a million noisy
-points; see :mod:`adamsci.demo`); ``bench`` runs the benchmarks, each of
+``demo`` runs the main job (a curve fit of ten million noisy points, next
+to scipy's; see :mod:`adamsci.demo`); ``bench`` runs the benchmarks, each of
 which prints ratios measured side by side in one run.
 """
 import argparse
@@ -24,26 +24,26 @@ def _parser():
                     "(Kingma & Ba 2015) with Numba kernels.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser(
-        "demo", help="fit a noisy exponential decay to ~1e6 points with "
-                     "minibatch Adam; print a table, write history (netCDF) "
-                     "and a convergence plot",
+        "demo", help="fit a noisy exponential decay to 1e7 points with "
+                     "adamsci.curve_fit and scipy's, side by side; write "
+                     "the history (netCDF) and a convergence plot",
         description="Fit y = a*exp(-x/tau) + c to synthetic noisy data with "
-                    "adamsci.curve_fit (minibatch Adam), then print the "
-                    "estimates with standard errors next to the true values, "
-                    "save the run history to netCDF and a convergence plot "
-                    "(PNG, when matplotlib is installed).")
-    d.add_argument("--points", type=int, default=1_000_000,
-                   help="number of data points (default 1e6)")
+                    "adamsci.curve_fit (minibatch Adam, then a polish on all "
+                    "the points) and scipy.optimize.curve_fit, print both "
+                    "fits and times, save the run history to netCDF and a "
+                    "convergence plot (PNG, when matplotlib is installed).")
+    d.add_argument("--points", type=int, default=10_000_000,
+                   help="number of data points (default 1e7)")
     d.add_argument("--batch-size", type=int, default=1024,
                    help="minibatch size (default 1024)")
-    d.add_argument("--epochs", type=float, default=None,
-                   help="passes over the data (default: the demo's choice)")
+    d.add_argument("--no-scipy", action="store_true",
+                   help="skip scipy's fit")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--out", default="adamsci-demo",
                    help="output folder for history.nc and convergence.png "
                         "(default ./adamsci-demo)")
-    d.add_argument("--no-progress", action="store_true",
-                   help="no progress bar")
+    d.add_argument("--progress", action="store_true",
+                   help="a progress bar (runs the Python loop)")
     d.add_argument("--no-plot", action="store_true", help="no PNG")
     b = sub.add_parser("bench", help="run benchmarks (ratios measured side "
                                      "by side)")
@@ -61,9 +61,8 @@ def main(argv=None):
     if args.command == "demo":
         from . import demo
         demo.main(points=args.points, batch_size=args.batch_size,
-                         epochs=args.epochs, seed=args.seed, out=args.out,
-                         progress=not args.no_progress,
-                         plot=not args.no_plot)
+                  seed=args.seed, out=args.out, scipy=not args.no_scipy,
+                  progress=args.progress, plot=not args.no_plot)
         return 0
     suites = [args.suite] if args.suite != "all" else sorted(SUITES)
     if args.target == "cuda":

@@ -12,18 +12,19 @@ from adamsci import demo
 def test_demo_recovers_truth_and_writes_files(tmp_path):
     pytest_mpl = __import__("matplotlib")
     pytest_mpl.use("Agg")
-    out = demo.main(points=50_000, batch_size=256, epochs=20, progress=False,
-                    out=str(tmp_path), quiet=True)
-    assert out["within_3_se"]
+    out = demo.main(points=50_000, batch_size=256, out=str(tmp_path),
+                    quiet=True)
+    assert out["within_3_se"] and out["agree_with_scipy"]
     assert np.all(out["perr"] > 0) and np.all(np.isfinite(out["perr"]))
     nc, png = out["paths"]
     assert os.path.getsize(png) > 10_000
     with xr.open_dataset(nc) as ds:
-        assert ds.sizes["iteration"] > 100
+        assert ds.sizes["iteration"] >= 100
         assert list(ds.param.values) == ["amplitude", "tau", "offset"]
-        # the recorded end point is the fitted one
-        np.testing.assert_allclose(ds.x.isel(iteration=-1), out["popt"],
-                                   rtol=1e-12)
+        # the recorded end point is Adam's, which the polish moved by
+        # less than three standard errors
+        assert np.all(np.abs(ds.x.isel(iteration=-1) - out["popt"]) <
+                      3 * out["perr"])
 
 
 def test_cli_help():

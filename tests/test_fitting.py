@@ -48,7 +48,9 @@ def test_returns_like_scipy(data):
     np.testing.assert_array_equal(popt, popt2)
     np.testing.assert_array_equal(pcov, pcov2)
     assert set(info) >= {"nfev", "fvec", "nit", "njev", "result"}
-    assert info["nfev"] == info["nit"] + 1 == 3001
+    assert info["result"].nfev == info["nit"] + 1 == 3001
+    assert info["nfev"] == 3001 + info["npass"]        # + the polish's passes
+    assert info["engine"] == "compiled" and 1 <= info["npass"] <= 31
     assert isinstance(mesg, str) and ier == info["result"].status == 1
     np.testing.assert_allclose(info["fvec"], decay(t, *popt) - y)
     sp_popt, sp_pcov = so.curve_fit(decay, t, y, p0=[2.0, 1.0])
