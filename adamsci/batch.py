@@ -1,4 +1,4 @@
-r"""Many independent small fits at once: :func:`fit_batch`.
+r"""Many independent small fits at once: :func:`adamsci.fit_batch`.
 
 Thousands to millions of spectra, pixels or time series, each fitted by the
 same small model with adamsci's Adam (or AdaMax) update rule, in one compiled
@@ -38,7 +38,8 @@ __all__ = ["fit_batch", "STATUS", "StatusCode"]
 
 
 class StatusCode:
-    """Integer status codes of :func:`fit_batch` (see :data:`STATUS`)."""
+    """Integer status codes of :func:`adamsci.fit_batch` (see
+    :data:`adamsci.batch.STATUS`)."""
 
     CONVERGED = 0
     MAX_ITERATIONS = 1
@@ -290,7 +291,7 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         ``"cuda"``: one GPU thread per fit (needs ``numba-cuda`` and a GPU,
         or ``NUMBA_ENABLE_CUDASIM=1``).
     method : {"adam", "adamax"}
-        The update rule of :mod:`adamsci._rules`.
+        The update rule of ``adamsci._rules``.
     maxiter : int, default 1000
         Maximum number of steps per fit.
     tol : float, default 1e-6
@@ -349,9 +350,9 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
         ``cov_i``/``cov_j`` for the covariance. Variables: ``params``,
         ``params_err`` (``sqrt(diag(covariance))``), ``covariance``,
         ``p0`` (the starting values used), ``chi2``, ``nit`` (steps taken),
-        ``status`` (see :data:`STATUS`). ``attrs`` describe the run with
-        netCDF-safe values (strings, ints, floats; ``options`` is a JSON
-        string).
+        ``status`` (see :data:`adamsci.batch.STATUS`). ``attrs`` describe
+        the run with netCDF-safe values (strings, ints, floats; ``options``
+        is a JSON string).
 
     Raises
     ------

@@ -1,4 +1,4 @@
-r"""Models for the fitters: built-ins, and :class:`Model` for your own.
+r"""Models for the fitters: built-ins, and :class:`.Model` for your own.
 
 A model is a function ``f(x, *params)`` as :func:`scipy.optimize.curve_fit`
 takes it: vectorised over the points (the last axis of ``x``), parameter
@@ -428,7 +428,8 @@ class Model:
     @property
     def compiled(self):
         """The :class:`adamsci.compiler.CompiledModel` (compiled on first
-        use; :class:`ModelCompileError` when the body does not compile)."""
+        use; :class:`adamsci.compiler.ModelCompileError` when the body does
+        not compile)."""
         if self._compiled is None:
             from .compiler import compile_model
             self._compiled = compile_model(self.func, self._given_names)

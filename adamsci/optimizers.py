@@ -15,9 +15,9 @@ kernels update it in place). ``state.to_dict()`` and
 arrays for saving and exact restoring.
 
 Non-finite gradients never corrupt a run: by default (``nonfinite="raise"``)
-:meth:`Optimizer.step` raises :class:`FloatingPointError` and leaves the
-parameters and the state exactly as they were; ``nonfinite="skip"`` skips the
-step (the step count does not advance) and returns False; ``"ignore"``
+:meth:`adamsci.Optimizer.step` raises :class:`FloatingPointError` and leaves
+the parameters and the state exactly as they were; ``nonfinite="skip"`` skips
+the step (the step count does not advance) and returns False; ``"ignore"``
 does not check (the fastest, for gradients known to be finite).
 """
 import math
@@ -151,7 +151,7 @@ class Optimizer:
     Subclasses set ``State`` (a named tuple whose fields after ``step`` are
     the per-parameter arrays) and, in ``__init__``, ``hyper``: the
     hyperparameters other than the learning rate as the optimizer's named
-    tuple of :mod:`adamsci._rules` (``AdamHyper``, ...), which every kernel
+    tuple of ``adamsci._rules`` (``AdamHyper``, ...), which every kernel
     and loop reads by field name.
 
     Parameters
@@ -234,7 +234,8 @@ class Optimizer:
         return np.zeros(shape, dtype)
 
     def state_from_dict(self, d):
-        """Rebuild a state from :meth:`to_dict` output (arrays are copied)."""
+        """Rebuild a state from ``state.to_dict()`` output (arrays are
+        copied)."""
         fields = self.State._fields
         missing = [f for f in fields if f not in d]
         extra = [k for k in d if k not in fields]

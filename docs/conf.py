@@ -48,9 +48,9 @@ suppress_warnings = ["autosummary.import_cycle"]
 
 # modules whose __all__ is documented name by name (api.rst lists them)
 API_MODULES = [
-    "adamsci.schedules", "adamsci.minimize", "adamsci.objectives",
-    "adamsci.fitting", "adamsci.batch", "adamsci.models",
-    "adamsci.compiler", "adamsci.history", "adamsci.plot",
+    "adamsci.optimizers", "adamsci.schedules", "adamsci.minimize",
+    "adamsci.objectives", "adamsci.fitting", "adamsci.batch",
+    "adamsci.models", "adamsci.compiler", "adamsci.history", "adamsci.plot",
     "adamsci.accessor", "adamsci.datasets",
 ]
 
