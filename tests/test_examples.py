@@ -185,14 +185,56 @@ def test_make_optimizer_schedules():
 
 
 # -- the notebook ------------------------------------------------------------
+# quickstart.ipynb is stored with its outputs (they show on GitHub and in the
+# docs' links without running it). The test strips them, runs the notebook
+# afresh and compares loosely: each code cell must give the same kinds of
+# output (stream names and MIME types) as the stored ones, never the same
+# numbers, figures or HTML, so that a change of a repr or a plot's style
+# does not break it while a notebook saved without outputs, or stored from
+# other code than its cells', does.
+def _output_kinds(cell):
+    kinds = set()
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            kinds.add(("stream", out.name))
+        elif out.output_type == "error":
+            kinds.add(("error", out.ename))
+        else:
+            kinds.update((out.output_type, mime) for mime in out.data)
+    return kinds
+
+
+def _read_quickstart():
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def test_quickstart_notebook_is_stored_with_outputs():
+    nb = _read_quickstart()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), \
+        "run the notebook and save it with its outputs (examples/README.md)"
+    kinds = set().union(*map(_output_kinds, code))
+    assert not {k for k in kinds if k[0] == "error"}
+    mimes = {k[1] for k in kinds}
+    assert {"text/html", "image/png"} <= mimes
+    images = sum(("image/png" in o.get("data", {})) for c in code
+                 for o in c.outputs)
+    assert images >= 2
+
+
 @pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
+    nb = _read_quickstart()
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    path = EXAMPLES / "quickstart.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    nbformat.validate(nb)
+    stored = [_output_kinds(c) for c in nb.cells if c.cell_type == "code"]
+    for cell in nb.cells:                 # strip: run from a clean state
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
     for key, value in _env().items():   # the kernel inherits the environment
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MPLBACKEND")    # the kernel's inline backend
@@ -200,7 +242,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
         nb, timeout=300, kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code"
-               for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    fresh = [_output_kinds(c) for c in nb.cells if c.cell_type == "code"]
+    assert not [k for kinds in fresh for k in kinds if k[0] == "error"]
+    assert fresh == stored, "the stored outputs are not those of its cells:" \
+        " run the notebook again and save it (examples/README.md)"
