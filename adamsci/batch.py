@@ -39,7 +39,23 @@ __all__ = ["fit_batch", "STATUS", "StatusCode"]
 
 class StatusCode:
     """Integer status codes of :func:`adamsci.fit_batch` (see
-    :data:`adamsci.batch.STATUS`)."""
+    :data:`adamsci.batch.STATUS`).
+
+    Attributes
+    ----------
+    CONVERGED : int
+        0: the fit met its tolerance.
+    MAX_ITERATIONS : int
+        1: ``maxiter`` steps without converging (the lowest ``chi2``
+        point visited is returned).
+    NONFINITE : int
+        2: ``chi2`` or its gradient is not finite at ``p0``, or after 20
+        undone steps in a row.
+    NO_VALID_POINTS : int
+        3: every point is masked (NaN results).
+    TOO_FEW_POINTS : int
+        4: fewer valid points than parameters (NaN results).
+    """
 
     CONVERGED = 0
     MAX_ITERATIONS = 1
