@@ -78,9 +78,9 @@ def test_getting_started_doctest(tmp_path, monkeypatch):
     import matplotlib
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
-    failures, tests = doctest.testfile(str(DOCS / "getting_started.rst"),
-                                       module_relative=False,
-                                       optionflags=doctest.NORMALIZE_WHITESPACE)
+    failures, tests = doctest.testfile(
+        str(DOCS / "getting_started.rst"), module_relative=False,
+        optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tests > 0 and failures == 0
     for name in ("rosenbrock_convergence.png", "rosenbrock_path.png",
                  "rosenbrock.nc"):
