@@ -455,36 +455,43 @@ class BufferedBatches:
 
 # -- the end of a fit: polish and covariance ------------------------------
 def _solve(A, g, lam):
-    """``(A + lam diag(A)) d = -g`` (least squares if singular)."""
+    """``(A + lam diag(A)) d = -g``, solved scaled to a unit diagonal
+    (``A`` of parameters of different magnitudes is then well conditioned),
+    by Cholesky, or by least squares when that fails."""
     D = np.diag(A).copy()
-    D[D <= 0] = max(D.max(), 1.0) * 1e-12 if D.size else 1.0
-    M = A + lam * np.diag(D)
+    D[~(D > 0)] = 1.0
+    s = 1.0 / np.sqrt(D)
+    M = A * np.outer(s, s)
+    M[np.diag_indices_from(M)] += lam
+    b = -g * s
     try:
         L = np.linalg.cholesky(M)
-        z = np.linalg.solve(L, -g)
-        return np.linalg.solve(L.T, z)
+        z = np.linalg.solve(L, b)
+        d = np.linalg.solve(L.T, z)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(M, -g, rcond=None)[0]
+        d = np.linalg.lstsq(M, b, rcond=None)[0]
+    return d * s
 
 
-def polish(full_pass, p, lb, ub, maxiter=30, setol=1e-4, xtol=1e-12,
+def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-5, xtol=1e-12,
            start=None):
     """Levenberg-Marquardt steps on all the data from ``p``.
 
     ``full_pass(p) -> (cost, g, A, count)``; ``start`` is that at ``p``
     when known. Each step solves ``(A + lam diag A) d = -g`` and is
-    clipped into ``[lb, ub]``. Converged, without another pass, when the
-    step would move ``p`` by less than ``setol`` standard errors (``d^T A
-    d <= setol**2 s**2``, ``s**2 = 2 cost / (M - n)``) or by at most ``xtol
-    (xtol + |p|)``. A step is accepted when the cost does not rise by more
-    than the rounding of its sum (``lam`` then shrinks tenfold, else grows
-    tenfold); converged too when no step lowers the cost. At most
-    ``maxiter`` passes. Returns ``(p, (cost, g, A, count), passes,
-    converged)``.
+    clipped into ``[lb, ub]``; it is accepted when the cost does not rise
+    by more than the rounding of its sum, and ``lam`` follows Nielsen's
+    rule (shrinks by up to 3x as the gain ratio, actual over predicted
+    decrease, approaches 1; doubles its growth at each rejection).
+    Converged, without another pass, when the step would move ``p`` by
+    less than ``setol`` standard errors (``d^T A d <= setol**2 s**2``,
+    ``s**2 = 2 cost / (M - n)``) or by at most ``xtol (xtol + |p|)``; or
+    when no step lowers the cost. At most ``maxiter`` passes. Returns
+    ``(p, (cost, g, A, count), passes, converged)``.
     """
     cur = full_pass(p) if start is None else start
     passes = 0 if start is not None else 1
-    lam = 1e-4
+    lam, grow = 1e-3, 2.0
     converged = False
     while True:
         cost, g, A, count = cur
@@ -501,12 +508,17 @@ def polish(full_pass, p, lb, ub, maxiter=30, setol=1e-4, xtol=1e-12,
         new = full_pass(q)
         passes += 1
         rounding = 8 * np.finfo(float).eps * math.sqrt(max(count, 1)) * cost
+        predicted = -(g @ step) - 0.5 * (step @ A @ step)
         if np.isfinite(new[0]) and new[0] <= cost + rounding:
+            rho = (cost - new[0]) / predicted if predicted > 0 else 1.0
             p, cur = q, new
-            lam = max(lam * 0.1, 1e-15)
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3)
+            lam = max(lam, 1e-15)
+            grow = 2.0
         else:
-            lam *= 10.0
-            if lam > 1e12:
+            lam *= grow
+            grow *= 2.0
+            if lam > 1e16:
                 converged = True       # no step lowers the cost
                 break
     return p, cur, passes, converged
