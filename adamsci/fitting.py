@@ -362,7 +362,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         Bad shapes or values, NaN data, ``M < 1``, an unknown loss.
     OSError
         Data read chunk by chunk could not be read (a file that
-        disappeared); a recorded history is kept in its file.
+        disappeared). During the polish, the exception's ``result`` is the
+        optimizer's OptimizeResult (with its history when recorded).
     RuntimeError
         The objective became non-finite (status 3), as scipy raises when no
         optimum is found.
@@ -538,16 +539,24 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     # -- stage 2: the polish, and the covariance -------------------------------
     def full_pass(p):
         return kern.full_pass(p, data, nan_policy)
-    popt, (cost, _, A, count), npass, converged = streaming.polish(
-        full_pass, p1, lb, ub, maxiter=passes)
+    try:
+        popt, (cost, _, A, count), npass, converged = streaming.polish(
+            full_pass, p1, lb, ub, maxiter=passes)
+    except OSError as e:       # the data could not be read: keep Adam's run
+        e.result = res
+        raise
     mesg = f"{name or 'the optimizer'}: {res.message}"
     if passes:
         mesg += (f" Polish: {'converged' if converged else 'not converged'}"
                  f" after {npass - 1} passes over the data.")
     if passes and polish_p0:
         # Levenberg-Marquardt from p0 too: the lower cost wins
-        q, other, nq, conv_q = streaming.polish(
-            full_pass, np.clip(p0, lb, ub), lb, ub, maxiter=passes)
+        try:
+            q, other, nq, conv_q = streaming.polish(
+                full_pass, np.clip(p0, lb, ub), lb, ub, maxiter=passes)
+        except OSError as e:
+            e.result = res
+            raise
         npass += nq
         if other[0] < cost:
             popt, (cost, _, A, count), converged = q, other, conv_q
@@ -581,7 +590,7 @@ def _objective(kern, data, batch_size, seed, nan_policy):
         return obj, (), lambda: obj.epoch
     X, Y, W = data.read(0)
     batch = min(batch_size or data.m, data.m)
-    shuffle = batch_size is not None
+    shuffle = batch_size is not None and batch_size < data.m
     sampler = np.array([seed, 0, 0, 0], np.int64)
 
     def epoch():

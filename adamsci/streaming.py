@@ -46,6 +46,16 @@ def _is_dataarray(a):
     return hasattr(a, "isel") and hasattr(a, "dims")
 
 
+def _dask_of(a):
+    """The dask array under ``a`` (a dask array, or a DataArray over one),
+    or None. (A DataArray's ``.data`` would load a lazy file whole.)"""
+    if a is None:
+        return None
+    if _is_dataarray(a):
+        return a.data if a.chunks is not None else None
+    return a if _is_dask(a) else None
+
+
 def _lazy_chunks(a):
     """The chunk length along the points of a lazy array, or None."""
     if _is_dataarray(a):
@@ -100,8 +110,7 @@ class Data:
         self.m = m
         self.k = 0 if len(shape_x) == 1 else shape_x[0]
         self.lazy = any(is_lazy(a) for a in (x, y, sigma))
-        self.dask = any(_is_dask(getattr(a, "data", a)) for a in (x, y, sigma)
-                        if a is not None)
+        self.dask = any(_dask_of(a) is not None for a in (x, y, sigma))
         self.bounds = self._chunking(chunk_size)
         self.finite = False
 
@@ -110,8 +119,8 @@ class Data:
         found = {}
         for name, a in (("xdata", self.x), ("ydata", self.y),
                         ("sigma", self.sigma)):
-            a = getattr(a, "data", a)
-            if a is not None and _is_dask(a):
+            a = _dask_of(a)
+            if a is not None:
                 found[name] = tuple(a.chunks[-1])
         if len(set(found.values())) > 1:
             raise ValueError(
@@ -339,7 +348,7 @@ def _dask_blocks(a, data):
     """The delayed blocks of ``a`` along the points."""
     if a is None:
         return [None] * len(data.bounds)
-    a = getattr(a, "data", a)
+    a = _dask_of(a) if _dask_of(a) is not None else a
     if not _is_dask(a):
         import dask.array as da
         a = da.from_array(np.asarray(a), chunks=(-1,) * (np.ndim(a) - 1) +

@@ -180,18 +180,20 @@ def batch_points(sampler, m, batch, shuffle, out):
     nb = (m + BLOCK - 1) // BLOCK        # blocks, the last one maybe short
     a, c = epoch_order(sampler[0], sampler[1], nb) if shuffle else (1, 0)
     drawn = 0
-    while drawn < batch:
+    while True:
         i = sampler[2]
         k = ((a * (i // BLOCK) + c) % nb) * BLOCK + i % BLOCK
+        if k < m:                        # else past the end of a short block
+            if drawn == batch:
+                break                    # the next batch starts here
+            out[drawn] = k
+            drawn += 1
         sampler[2] = i + 1
         if sampler[2] >= nb * BLOCK:
             sampler[1] += 1
             sampler[2] = 0
             if shuffle:
                 a, c = epoch_order(sampler[0], sampler[1], nb)
-        if k < m:                        # else past the end of a short block
-            out[drawn] = k
-            drawn += 1
     sampler[3] += 1
 
 
