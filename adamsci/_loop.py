@@ -427,21 +427,29 @@ def _evaluate_overload(fun, jac, x, args):
 
 
 @njit(**JIT)
-def _drive(fun, jac, it, args, a, state, h, s, counters, B, meta):
+def _drive(fun, jac, it, args, a, state, h, s, counters, B, meta, f0, g0):
     # fun, jac and it (iterate) arrive as first-class functions: their type
     # is their signature, not their identity, so this loop is compiled once
     # per optimizer, dtype and objective signature and cached on disk, and
     # its compiled module holds neither the objective nor iterate (Numba
-    # would link their code into it and optimise it all again).
+    # would link their code into it and optimise it all again). A resumed
+    # run starts from its saved evaluation (f0, g0; g0 empty otherwise).
     gc = np.empty(a.y.size, a.y.dtype)     # the gradient as the Python
-    while True:                            # loop passes it (same rounding)
-        f, g = _evaluate(fun, jac, a.x, args)
-        ff = np.float64(f)
-        if len(g) != gc.size:
-            status = BADGRAD
-            break
-        for i in range(gc.size):
-            gc[i] = g[i]
+    resumed = g0.size == gc.size           # loop passes it (same rounding)
+    while True:
+        if resumed:
+            ff = f0
+            for i in range(gc.size):
+                gc[i] = g0[i]
+            resumed = False
+        else:
+            f, g = _evaluate(fun, jac, a.x, args)
+            ff = np.float64(f)
+            if len(g) != gc.size:
+                status = BADGRAD
+                break
+            for i in range(gc.size):
+                gc[i] = g[i]
         status = it(ff, gc, a, state, h, s, counters, B, meta, np.nan)
         if meta is not None:        # recorded (else compiled without this)
             while status == FULL:
@@ -450,9 +458,9 @@ def _drive(fun, jac, it, args, a, state, h, s, counters, B, meta):
                             np.nan)
         if status >= 0:
             break
-    out = np.empty(len(g), a.y.dtype)
-    for i in range(len(g)):
-        out[i] = g[i]
+    out = np.empty(gc.size, a.y.dtype)
+    for i in range(gc.size):
+        out[i] = gc[i]
     return status, ff, out, B
 
 
@@ -493,12 +501,18 @@ def _check_objective(ftype, jtype):
 _ENTRIES = {}
 
 
-def compiled_loop(fun, jac, args, run, B, meta):
+def compiled_loop(fun, jac, args, run, B, meta, start=None):
     """The loop compiled around ``fun`` (and ``jac``), Numba dispatchers:
     ``fun(x, *args)`` returns ``(f, g)`` when ``jac`` is None, else ``f``,
-    and ``jac(x, *args)`` returns ``g``. Evaluates at ``x`` first. Returns
-    ``(status, f, g, B)`` at the final ``x`` (``B``: the history buffer,
-    replaced by a larger copy when it filled up)."""
+    and ``jac(x, *args)`` returns ``g``. Evaluates at ``x`` first, unless
+    ``start`` is the ``(f, g)`` there (a resumed run's saved evaluation).
+    Returns ``(status, f, g, B)`` at the final ``x`` (``B``: the history
+    buffer, replaced by a larger copy when it filled up)."""
+    if start is None:
+        f0, g0 = 0.0, np.empty(0, run.a.y.dtype)
+    else:
+        f0 = float(start[0])
+        g0 = np.ascontiguousarray(start[1], run.a.y.dtype).reshape(-1)
     loop_args = (run.a, run.state, run.hyper, run.settings, run.counters, B,
                  meta)
     try:
@@ -516,8 +530,9 @@ def compiled_loop(fun, jac, args, run, B, meta):
             itypes = (types.float64, typeof(run.a.y)) + key[3:] + (
                 types.float64,)
             entry = _drive.compile((ftype, jtype, _function_type(
-                iterate, itypes)) + key[2:])
+                iterate, itypes)) + key[2:] + (types.float64,
+                                               typeof(g0)))
         except NumbaError as e:
             raise CompileError(str(e)) from e
         _ENTRIES[key] = entry
-    return entry(fun, jac, iterate, args, *loop_args)
+    return entry(fun, jac, iterate, args, *loop_args, f0, g0)

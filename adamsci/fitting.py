@@ -40,7 +40,9 @@ Rat43 and Bennett5. Adam is the tool for data too large for one Jacobian,
 or noisy; the polish makes its answer exact.
 """
 import inspect
+import json
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -523,15 +525,24 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     box = None
     if np.isfinite(lb).any() or np.isfinite(ub).any():
         box = Bounds(lb, ub)
-    fun, args, epoch = _objective(kern, data, batch_size, seed, nan_policy)
+    fun, args, sampler = _objective(kern, data, batch_size, seed,
+                                    nan_policy)
+    if sampler is not None and opts.get("resume") is not None:
+        opts["resume"] = _resume_sampler(opts["resume"], sampler)
     res = meth(fun, p0, args=args, jac=True, bounds=box, **opts)
-    res.epoch = epoch()
-    history = getattr(res, "history", None)
-    if history is not None and batch_size is not None:
-        # what the plots need to draw against epochs
-        history.attrs.update(objective_n_points=data.m,
-                             objective_batch_size=int(batch_size),
-                             objective_n_batches=-(-data.m // batch_size))
+    if sampler is not None:
+        state = dict(zip(stream.SAMPLER, (int(v) for v in sampler)))
+        res.epoch = state["epoch"]
+        history = getattr(res, "history", None)
+        if history is not None and batch_size is not None:
+            # the minibatch order, as MinibatchObjective's runs save it
+            # (resume), and what the plots need to draw against epochs
+            history.attrs.update(
+                state_objective=json.dumps(state), objective_n_points=data.m,
+                objective_batch_size=int(batch_size),
+                objective_n_batches=-(-data.m // batch_size))
+    else:
+        res.epoch = getattr(fun, "epoch", 0)
     if res.status == 3:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
     p1 = res.x_avg if getattr(res, "x_avg", None) is not None else res.x
@@ -581,33 +592,58 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
 
 
 def _objective(kern, data, batch_size, seed, nan_policy):
-    """``(fun, args, epoch)`` of the first stage: a compiled minibatch
-    objective with its arrays (the loop is then compiled), or a Python one;
-    ``epoch()`` is the epoch of the last batch."""
+    """``(fun, args, sampler)`` of the first stage: a compiled minibatch
+    objective with its arrays (the loop is then compiled) or a Python one,
+    and the sampler's state (:data:`adamsci.kernels.stream.SAMPLER`; None
+    when ``fun`` keeps its own, as :class:`adamsci.streaming.BufferedBatches`
+    does)."""
     if data.lazy:
         obj = streaming.BufferedBatches(kern, data, batch_size or 1024, seed,
                                         nan_policy)
-        return obj, (), lambda: obj.epoch
+        return obj, (), None
     X, Y, W = data.read(0)
     batch = min(batch_size or data.m, data.m)
     shuffle = batch_size is not None and batch_size < data.m
     sampler = np.array([seed, 0, 0, 0], np.int64)
-
-    def epoch():
-        return int(sampler[1] if sampler[2] else max(sampler[1] - 1, 0))
     if kern.module is not None:
         return kern.module.minibatch, (X, Y, W, sampler, batch, kern.loss,
                                        kern.f_scale, kern.omit, shuffle,
-                                       float(data.m)), epoch
+                                       float(data.m)), sampler
     if not shuffle:
         def fun(p):
             cost, g, _, _ = kern.numpy(p, X, Y, W, False)
             return cost, g
-        return fun, (), lambda: 0
+        return fun, (), sampler
 
     def fun(p):
         return kern.batch(p, X, Y, W, sampler, batch, True, data.m)
-    return fun, (), epoch
+    return fun, (), sampler
+
+
+def _resume_sampler(resume, sampler):
+    """Restore ``sampler`` from the history ``resume`` continues; returns
+    the history for minimize (without the sampler's state, which its
+    objective does not keep)."""
+    import xarray as xr
+
+    from .history import open_history
+    ds = open_history(resume) if isinstance(resume, (str, os.PathLike)) \
+        else resume
+    if not isinstance(ds, xr.Dataset):
+        return resume               # minimize says what it must be
+    state = ds.attrs.get("state_objective")
+    if not state:
+        return ds
+    try:
+        state = json.loads(state)
+        values = [int(state[k]) for k in stream.SAMPLER]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"resume: the minibatch state {state!r} is not "
+                         f"curve_fit's ({', '.join(stream.SAMPLER)})") from e
+    sampler[:] = values
+    ds = ds.copy()
+    del ds.attrs["state_objective"]
+    return ds
 
 
 def _residuals(f, p, data, chol, sigma):

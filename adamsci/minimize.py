@@ -549,13 +549,15 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
             "adamsci.schedules learning rate")
     counters = run.counters
     if can_compile and compiled is not False:
-        counters["nfev"] = n_calls
-        counters["njev"] = 1
+        start = None if session is None else session.start
+        if start is None:
+            counters["nfev"] = n_calls
+            counters["njev"] = 1
         B, meta = ((None, None) if recorder is None
                    else (recorder.B, recorder.meta))
         try:
             status, f, g, B = L.compiled_loop(objective, jac_fun, args, run,
-                                              B, meta)
+                                              B, meta, start)
         except L.CompileError as e:
             if compiled:
                 raise ValueError(f"compiled=True: the loop could not be "

@@ -437,13 +437,16 @@ class BufferedBatches:
         return f, g
 
     def get_state(self):
-        """``{"epoch", "chunk", "position"}`` of the next batch."""
-        return {"epoch": self.epoch, "chunk": self._next_chunk,
+        """``{"seed", "epoch", "chunk", "position", "buffered"}`` of the
+        next batch."""
+        return {"seed": self.seed, "epoch": self.epoch,
+                "chunk": self._next_chunk,
                 "position": int(self._sampler[2]),
                 "buffered": self._buffer is not None}
 
     def set_state(self, state):
         """Restore a :meth:`get_state` (re-reads the buffer)."""
+        self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         chunk = int(state["chunk"])
         self._buffer = None

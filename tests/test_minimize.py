@@ -103,7 +103,7 @@ def test_options_are_the_optimizers_hyperparameters(name):
         if v is not inspect.Parameter.empty:
             assert have[k] == v, k
     doc = getattr(adamsci, name).__doc__
-    assert "Options\n    -------" in doc
+    assert "Other Parameters\n    ----------------" in doc
     for k in list(want) + list(M.LOOP_OPTIONS):
         if k != "tol":
             assert f"    {k}" in doc or f", {k}" in doc, k

@@ -296,3 +296,32 @@ def test_data_chunking():
     assert X.shape == (1, 1, 2) and W.size == 0
     np.testing.assert_array_equal(Y, [8.0, 9.0])
     assert os.path.basename(streaming.__file__) == "streaming.py"
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_resume_continues_the_same_minibatches(big, lazy, tmp_path):
+    from adamsci import schedules
+    x, y = big
+    if lazy:
+        x, y = Recorded(x), Recorded(y)
+    kw = dict(p0=P0, batch_size=256, seed=4, polish=False, record=True,
+              learning_rate=schedules.exponential(0.05, 1e-3, 400),
+              full_output=True, chunk_size=8192)
+    full = curve_fit(decay, x, y, maxiter=400, **kw)[2]["result"]
+    first = curve_fit(decay, x, y, maxiter=200, **kw)[2]["result"]
+    path = tmp_path / "first.nc"
+    first.history.to_netcdf(path)
+    second = curve_fit(decay, x, y, maxiter=200, resume=path,
+                       **kw)[2]["result"]
+    np.testing.assert_array_equal(second.x, full.x)
+    assert second.epoch == full.epoch
+
+
+def test_temporal_average_is_the_answer_without_polish(big):
+    x, y = big
+    p, _, info, _, _ = curve_fit(decay, x, y, p0=P0, batch_size=256, seed=0,
+                                 polish=False, ema_decay=0.999,
+                                 full_output=True)
+    res = info["result"]
+    np.testing.assert_array_equal(p, res.x_avg)
+    assert not np.array_equal(res.x_avg, res.x)
