@@ -49,7 +49,8 @@ suppress_warnings = ["autosummary.import_cycle"]
 # modules whose __all__ is documented name by name (api.rst lists them)
 API_MODULES = [
     "adamsci.optimizers", "adamsci.schedules", "adamsci.minimize",
-    "adamsci.objectives", "adamsci.fitting", "adamsci.batch",
+    "adamsci.objectives", "adamsci.fitting", "adamsci.streaming",
+    "adamsci.batch",
     "adamsci.models", "adamsci.compiler", "adamsci.history", "adamsci.plot",
     "adamsci.accessor", "adamsci.datasets",
 ]

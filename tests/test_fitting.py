@@ -254,6 +254,32 @@ def test_nist_certified_values_from_start2(name):
     np.testing.assert_allclose(sd, p.certified_sd, rtol=1e-5)
 
 
+@pytest.mark.slow
+def test_nist_all_problems_with_defaults_beat_scipy():
+    names = [n for level in datasets.NIST_PROBLEMS.values() for n in level]
+    ours, lm = [], []
+    for name in names:
+        p = _nist(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            popt, _, info, _, _ = curve_fit(p.model, p.x, p.y, p0=p.start2,
+                                            full_output=True)
+            try:
+                sp_popt, _ = so.curve_fit(p.model, p.x, p.y, p0=p.start2)
+            except RuntimeError:
+                sp_popt = np.full_like(popt, np.nan)
+        assert info["engine"] == "compiled", (name, info.get("why"))
+        rel = np.max(np.abs(popt - p.certified) / np.abs(p.certified))
+        if p.difficulty == "lower":
+            assert rel <= 1e-6, (name, rel)
+        ours.append(rel <= 1e-5)
+        lm.append(np.max(np.abs(sp_popt - p.certified) /
+                         np.abs(p.certified)) <= 1e-5)
+    assert sum(ours) > sum(lm), (sum(ours), sum(lm))
+    assert sum(ours) == len(names), [n for n, ok in zip(names, ours)
+                                     if not ok]
+
+
 def test_nist_reader():
     p = _nist("Misra1a")
     assert p.x.shape == p.y.shape == (14,)

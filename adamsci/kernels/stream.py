@@ -175,7 +175,7 @@ def epoch_order(seed, epoch, m):
 
 @njit(**JIT)
 def batch_points(sampler, m, batch, shuffle, out):
-    """The next ``batch`` points of ``0 .. m-1`` into ``out`` (see the
+    """The next ``batch`` points of ``range(m)`` into ``out`` (see the
     module docs; unshuffled, in order); advances ``sampler``."""
     nb = (m + BLOCK - 1) // BLOCK        # blocks, the last one maybe short
     a, c = epoch_order(sampler[0], sampler[1], nb) if shuffle else (1, 0)
