@@ -14,6 +14,7 @@ SUITES = {
     "history": "adamsci.benchmarks.history",
     "batch": "adamsci.benchmarks.batch",
     "cuda": "adamsci.benchmarks.cuda",
+    "curve_fit": "adamsci.benchmarks.curve_fit",
 }
 
 

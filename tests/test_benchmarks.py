@@ -39,3 +39,31 @@ def test_kernels_benchmark_quick_path():
     # the serial Adam loop vectorises in both dtypes
     vec = kernels.vectorised()
     assert vec["float32"] > 0 and vec["float64"] > 0
+
+
+@pytest.mark.slow
+def test_curve_fit_benchmark_quick_path():
+    from adamsci.benchmarks import curve_fit
+    table = curve_fit.run(quick=True)
+    assert "N = 100,000 points" in table
+    rows = ("first call at this N in this run (s)",
+            "warm call: the second (s)", "speed-up vs LM, warm (x)",
+            "best of calls 2-4 (s)", "speed-up vs LM, best of 2-4 (x)",
+            "cold first call, fresh process (s)",
+            "extra memory during the call (MB)",
+            "extra memory / input bytes (x)",
+            "max |p - p_LM| (LM standard errors)")
+    for row in rows:
+        line = next(ln for ln in table.splitlines() if ln.startswith(row))
+        # three numbers (adamsci, scipy LM, scipy TRF), every one measured
+        values = [float(v) for v in line[len(row):].split()[:3]]
+        assert len(values) == 3 and all(v == v for v in values), line
+    assert "subprocess failed" not in table
+    # the NIST table: one row per problem, each error a number, the counts
+    for name in curve_fit.NIST_QUICK:
+        line = next(ln for ln in table.splitlines() if ln.startswith(name))
+        cells = line.split()
+        # relative errors ("nan" when the fit raised) and adamsci's seconds
+        float(cells[2]), float(cells[4])
+        assert float(cells[-1]) > 0, line
+    assert re.search(r"solved: adamsci \d of 4, scipy LM \d of 4", table)
