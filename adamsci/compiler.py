@@ -754,12 +754,12 @@ def data_pass(X, Y, W, p, lo, hi, loss, f_scale, omit, g, A):
 
 
 @njit(cache=True, **JIT)
-def minibatch(x, X, Y, W, sampler, batch, loss, f_scale, omit, shuffle,
+def minibatch(p, X, Y, W, sampler, batch, loss, f_scale, omit, shuffle,
               total):
-    """curve_fit's minibatch objective (see
+    """curve_fit's minibatch objective: ``(f, g)`` of the next ``batch``
+    points, scaled by ``total / batch`` (see
     :func:`adamsci.kernels.stream.minibatch`)."""
-    return stream.minibatch(grad, point, x, X, Y, W, sampler, batch, loss,
-                            f_scale, omit, shuffle, total)
+{minibatch_body}
 '''
 
 #: Above this many parameters the generated chi2_pass accumulates into
@@ -800,20 +800,19 @@ def _chi2_body(c, result, point):
     return _indent(lines).rstrip("\n")
 
 
-def _pass_body(c, result, point):
-    """curve_fit's pass: :func:`adamsci.kernels.stream.data_pass` with the
-    model's per-point code and one local per sum, as in :func:`_chi2_body`
-    (the generic pass for models of many parameters)."""
+def _loss_sums(c, result, point, rows, want_a):
+    """The loop of curve_fit's kernels over the points ``rows`` yields:
+    the model's per-point code, its loss (:func:`adamsci.kernels.stream.
+    loss_terms`) and one local per sum -- ``cost``, ``count``, ``g{j}`` and,
+    with ``want_a``, ``a{j}_{m}`` (the lower triangle of ``A``)."""
     n = c.n
-    if n > UNROLL_MAX:
-        return ("    return stream.data_pass(grad, point, X, Y, W, p, lo, "
-                "hi, loss, f_scale, omit, g, A)")
     d = [result.d.get(j, "0.0") for j in range(n)]
     lines = [f"p{j} = p[{j}]" for j in range(n)]
     lines += ["ix = 0", "weighted = W.size > 0", "cost = 0.0", "count = 0"]
     lines += [f"g{j} = 0.0" for j in range(n)]
-    lines += [f"a{j}_{m} = 0.0" for j in range(n) for m in range(j + 1)]
-    lines.append("for k in range(lo, hi):")
+    if want_a:
+        lines += [f"a{j}_{m} = 0.0" for j in range(n) for m in range(j + 1)]
+    lines.append(f"for k in {rows}:")
     body = [f"x = {point}"] + c.lines + [
         f"f = {result.expr}", "y = Y[k]",
         "if omit and not (f - f == 0.0 and y - y == 0.0):", "    continue",
@@ -822,13 +821,41 @@ def _pass_body(c, result, point):
         "cost += lc", "count += 1"]
     body += [f"dp{j} = {d[j]}" for j in range(n)]
     body += [f"g{j} += ldf * dp{j}" for j in range(n)]
-    body += [f"a{j}_{m} += lw * dp{j} * dp{m}" for j in range(n)
-             for m in range(j + 1)]
-    lines += [f"    {ln}" for ln in body]
+    if want_a:
+        body += [f"a{j}_{m} += lw * dp{j} * dp{m}" for j in range(n)
+                 for m in range(j + 1)]
+    return lines + [f"    {ln}" for ln in body]
+
+
+def _pass_body(c, result, point):
+    """curve_fit's pass: :func:`adamsci.kernels.stream.data_pass` with the
+    model's per-point code and one local per sum, as in :func:`_chi2_body`
+    (the generic pass for models of many parameters)."""
+    n = c.n
+    if n > UNROLL_MAX:
+        return ("    return stream.data_pass(grad, point, X, Y, W, p, lo, "
+                "hi, loss, f_scale, omit, g, A)")
+    lines = _loss_sums(c, result, point, "range(lo, hi)", True)
     lines += [f"g[{j}] += g{j}" for j in range(n)]
     lines += [f"A[{j}, {m}] += a{max(j, m)}_{min(j, m)}" for j in range(n)
               for m in range(n)]
     lines.append("return cost, count")
+    return _indent(lines).rstrip("\n")
+
+
+def _minibatch_body(c, result, point):
+    """curve_fit's minibatch objective: :func:`adamsci.kernels.stream.
+    minibatch` with the model's per-point code, as :func:`_pass_body`."""
+    n = c.n
+    if n > UNROLL_MAX:
+        return ("    return stream.minibatch(grad, point, p, X, Y, W, "
+                "sampler, batch, loss, f_scale, omit, shuffle, total)")
+    lines = ["rows = np.empty(batch, np.int64)",
+             "stream.batch_points(sampler, Y.size, batch, shuffle, rows)"]
+    lines += _loss_sums(c, result, point, "rows", False)
+    lines += ["scale = total / max(count, 1)", f"g = np.empty({n})"]
+    lines += [f"g[{j}] = g{j} * scale" for j in range(n)]
+    lines.append("return cost * scale, g")
     return _indent(lines).rstrip("\n")
 
 
@@ -864,7 +891,8 @@ def _generate(func, param_names):
         unpack=unpack, value_body=_indent(c.vlines),
         grad_body=_indent(c.lines), outputs=outputs.rstrip("\n"),
         result=result.expr, chi2_body=_chi2_body(c, result, point),
-        pass_body=_pass_body(c, result, point))
+        pass_body=_pass_body(c, result, point),
+        minibatch_body=_minibatch_body(c, result, point))
     return text, c
 
 

@@ -113,6 +113,7 @@ def _bounds(bounds, n):
 
 _POLISH_PASSES = 300
 _AUTO_BATCH = 1024      # batch_size='auto': minibatches of above this
+_SUBSAMPLE = 1 << 16    # the polish from p0 tries this many points first
 
 
 class _NumpyModel:
@@ -311,8 +312,11 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         pass over the data each (at most 300), from the optimizer's end
         point and from ``p0``, the lower cost winning (so the answer is
         never worse than Levenberg-Marquardt's from ``p0``; the NIST
-        problems need both starts). "optimizer": from its end point only.
-        False: none (one pass still gives ``pcov``).
+        problems need both starts). From ``p0`` the steps run on a random
+        subsample of 65,536 points first, and on all the data only when
+        they end elsewhere than the first polish (3 of the subsample's
+        standard errors per parameter). "optimizer": from its end point
+        only. False: none (one pass still gives ``pcov``).
     chunk_size : int, optional
         Points read per chunk (default: the data's own chunks, at least
         about a million points; all of them for NumPy arrays).
@@ -561,17 +565,18 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         mesg += (f" Polish: {'converged' if converged else 'not converged'}"
                  f" after {npass - 1} passes over the data.")
     if passes and polish_p0:
-        # Levenberg-Marquardt from p0 too: the lower cost wins
         try:
-            q, other, nq, conv_q = streaming.polish(
-                full_pass, np.clip(p0, lb, ub), lb, ub, maxiter=passes)
+            found = _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub,
+                                    passes, seed, nan_policy)
         except OSError as e:
             e.result = res
             raise
-        npass += nq
-        if other[0] < cost:
-            popt, (cost, _, A, count), converged = q, other, conv_q
+        if found is not None and found[1][0] < cost:
+            popt, (cost, _, A, count), converged = found[0], found[1], \
+                found[3]
             mesg += " The polish from p0 reached a lower cost: its result."
+        if found is not None:
+            npass += found[2]
     pcov = streaming.covariance(A, cost, count, n, absolute_sigma)
     if pcov is None or np.isnan(pcov).any():
         pcov = np.full((n, n), np.inf)
@@ -589,6 +594,28 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
             infodict["why"] = why
         return popt, pcov, infodict, mesg, res.status
     return popt, pcov
+
+
+def _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub, passes, seed,
+                    nan_policy):
+    """Levenberg-Marquardt from ``p0``: on a subsample of ``_SUBSAMPLE``
+    points first (all of them when fewer); on all the data only when the
+    subsample's answer lies outside 3 of its standard errors per parameter
+    from ``popt`` (another minimum). Returns polish's ``(p, pass, passes,
+    converged)`` on all the data, or None (the same minimum as ``popt``)."""
+    n = popt.size
+    start = np.clip(p0, lb, ub)
+    sub = data.subsample(_SUBSAMPLE, seed)
+    if sub is data:
+        return streaming.polish(full_pass, start, lb, ub, maxiter=passes)
+    q, (cost, _, A, count), _, _ = streaming.polish(
+        lambda p: kern.full_pass(p, sub, nan_policy), start, lb, ub,
+        maxiter=passes)
+    d = q - popt
+    s2 = 2.0 * cost / (count - n) if count > n else np.inf
+    if np.isfinite(d).all() and d @ A @ d <= 9.0 * n * s2:
+        return None
+    return streaming.polish(full_pass, q, lb, ub, maxiter=passes)
 
 
 def _objective(kern, data, batch_size, seed, nan_policy):

@@ -186,6 +186,35 @@ class Data:
                 W = 1.0 / (np.asarray(s, dtype=np.float64) ** 2)
         return X, y, W
 
+    def subsample(self, n, seed):
+        """A :class:`Data` in memory of ``n`` points drawn without
+        replacement (self when it has no more than ``n``): for a lazy
+        source, from chunks read in a shuffled order."""
+        if self.m <= n:
+            return self
+        if self.lazy:
+            order = np.random.default_rng([seed, 1]).permutation(
+                len(self.bounds))
+            parts, size = [], 0
+            for i in order:
+                parts.append(self.read(int(i)))
+                size += parts[-1][1].size
+                if size >= n:
+                    break
+            X = np.concatenate([q[0] for q in parts], axis=-1)
+            Y = np.concatenate([q[1] for q in parts])
+            W = np.concatenate([q[2] for q in parts])
+        else:
+            X, Y, W = self.read(0)
+        rows = np.empty(n, np.int64)
+        stream.batch_points(np.array([seed, 0, 0, 0], np.int64), Y.size, n,
+                            True, rows)
+        x = X[0, 0, rows] if self.k == 0 else X[0][:, rows]
+        sigma = None if W.size == 0 else 1.0 / np.sqrt(W[rows])
+        sub = Data(x, Y[rows], sigma)
+        sub.finite = self.finite
+        return sub
+
     def check_finite(self, X, Y, W, i, nan_policy):
         """Raise for non-finite points of chunk ``i`` (not for "omit")."""
         if nan_policy == "omit" or self.finite:

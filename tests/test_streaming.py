@@ -325,3 +325,31 @@ def test_temporal_average_is_the_answer_without_polish(big):
     res = info["result"]
     np.testing.assert_array_equal(p, res.x_avg)
     assert not np.array_equal(res.x_avg, res.x)
+
+
+def test_polish_from_p0_tries_a_subsample_first(big, reference):
+    from adamsci import fitting
+    from adamsci.compiler import compile_model
+    x, y = big
+    x, y = np.tile(x, 2), np.tile(y, 2)          # more than the subsample
+    popt, se, _ = reference
+    kern = streaming.Kernels(3, "linear", 1.0, False,
+                             module=compile_model(decay).module)
+    data = streaming.Data(x, y)
+    data.finite = True
+    passes = []
+
+    def full_pass(p):
+        passes.append(1)
+        return kern.full_pass(p, data, None)
+    lb, ub = np.full(3, -np.inf), np.full(3, np.inf)
+    # the optimizer ended at the minimum: nothing to do on all the data
+    assert fitting._polish_from_p0(full_pass, kern, data, np.array(P0),
+                                   popt, lb, ub, 300, 0, None) is None
+    assert passes == []
+    # it ended elsewhere: the subsample's answer is polished on all the data
+    wrong = popt + np.array([1.0, -1.0, 0.3])
+    q, cur, n, converged = fitting._polish_from_p0(
+        full_pass, kern, data, np.array(P0), wrong, lb, ub, 300, 0, None)
+    assert converged and 1 <= n == len(passes) <= 5
+    assert np.all(np.abs(q - popt) < 1e-3 * se)

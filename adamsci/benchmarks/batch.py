@@ -52,6 +52,8 @@ import warnings
 
 import numpy as np
 
+from . import COMPILE_SPANS
+
 N_FITS = 10_000
 N_POINTS = 64
 NOISE = 0.06
@@ -183,15 +185,8 @@ if sys.argv[2] == "warm":          # adamsci's kernels: another model first
 t = time.perf_counter()
 adamsci.fit_batch(MODELS[0], x, y, [1.1, 0.1, 1.1, 0.0])
 call = time.perf_counter() - t
-starts, spans = {}, []
-for ts, ev in listener.buffer:
-    name = ev.data["dispatcher"].py_func.__qualname__
-    if ev.is_start:
-        starts[name] = ts
-    elif name in starts:
-        spans.append((ts - starts.pop(name), name))
-print(json.dumps({"call": call, "imports": t_imports,
-                  "compiled": sorted(spans, reverse=True)[:6]}))
+''' + COMPILE_SPANS + '''
+print(json.dumps({"call": call, "imports": t_imports, "compiled": compiled}))
 '''
 
 _MODELS_FILE = '''

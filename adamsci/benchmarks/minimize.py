@@ -45,6 +45,7 @@ import time
 import numpy as np
 from numba import njit
 
+from . import COMPILE_SPANS
 from .kernels import _interleaved
 
 LR = 0.02
@@ -270,15 +271,9 @@ else:
     scipy.optimize.minimize(fun, x0, jac=True, method=adamsci.adam,
                             options={"maxiter": 100})
 end = time.perf_counter()
-starts, spans = {}, []
-for ts, ev in listener.buffer:
-    name = ev.data["dispatcher"].py_func.__qualname__
-    if ev.is_start:
-        starts[name] = ts
-    elif name in starts:
-        spans.append((ts - starts.pop(name), name))
+''' + COMPILE_SPANS + '''
 print(json.dumps({"call": end - t, "whole": end - start,
-                  "compiled": sorted(spans, reverse=True)[:6]}))
+                  "compiled": compiled}))
 '''
 
 

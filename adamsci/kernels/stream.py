@@ -168,9 +168,17 @@ def epoch_order(seed, epoch, m):
              np.uint64(epoch))
     c = np.int64(h % np.uint64(m))
     a = np.int64(_mix(h + np.uint64(1)) % np.uint64(m - 1)) + 1
-    while math.gcd(a, m) != 1:
+    while _gcd(a, m) != 1:
         a = a % (m - 1) + 1
     return a, c
+
+
+@njit(**_inline)
+def _gcd(a, b):
+    """Euclid's greatest common divisor of two integers >= 0."""
+    while b:
+        a, b = b, a % b
+    return a
 
 
 @njit(**JIT)
