@@ -555,8 +555,15 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     def full_pass(p):
         return kern.full_pass(p, data, nan_policy)
     try:
-        popt, (cost, _, A, count), npass, converged = streaming.polish(
-            full_pass, p1, lb, ub, maxiter=passes)
+        sub = data.subsample(_SUBSAMPLE, seed) if passes else data
+        lam = 1e-3
+        if sub is not data:    # the first steps are as good on a subsample
+            first = streaming.polish(
+                lambda p: kern.full_pass(p, sub, nan_policy), p1, lb, ub,
+                maxiter=passes)
+            p1, lam = first.p, first.lam
+        popt, (cost, _, A, count), npass, converged, _ = streaming.polish(
+            full_pass, p1, lb, ub, maxiter=passes, lam=lam)
     except OSError as e:       # the data could not be read: keep Adam's run
         e.result = res
         raise
@@ -571,12 +578,12 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         except OSError as e:
             e.result = res
             raise
-        if found is not None and found[1][0] < cost:
-            popt, (cost, _, A, count), converged = found[0], found[1], \
-                found[3]
+        if found is not None and found.pass_[0] < cost:
+            popt, (cost, _, A, count) = found.p, found.pass_
+            converged = found.converged
             mesg += " The polish from p0 reached a lower cost: its result."
         if found is not None:
-            npass += found[2]
+            npass += found.passes
     pcov = streaming.covariance(A, cost, count, n, absolute_sigma)
     if pcov is None or np.isnan(pcov).any():
         pcov = np.full((n, n), np.inf)
@@ -601,21 +608,22 @@ def _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub, passes, seed,
     """Levenberg-Marquardt from ``p0``: on a subsample of ``_SUBSAMPLE``
     points first (all of them when fewer); on all the data only when the
     subsample's answer lies outside 3 of its standard errors per parameter
-    from ``popt`` (another minimum). Returns polish's ``(p, pass, passes,
-    converged)`` on all the data, or None (the same minimum as ``popt``)."""
+    from ``popt`` (another minimum). Returns the
+    :class:`~adamsci.streaming.Polished` on all the data, or None (the same
+    minimum as ``popt``)."""
     n = popt.size
     start = np.clip(p0, lb, ub)
-    sub = data.subsample(_SUBSAMPLE, seed)
+    sub = data.subsample(_SUBSAMPLE, seed)     # the same points as before
     if sub is data:
         return streaming.polish(full_pass, start, lb, ub, maxiter=passes)
-    q, (cost, _, A, count), _, _ = streaming.polish(
+    q, (cost, _, A, count), _, _, lam = streaming.polish(
         lambda p: kern.full_pass(p, sub, nan_policy), start, lb, ub,
         maxiter=passes)
     d = q - popt
     s2 = 2.0 * cost / (count - n) if count > n else np.inf
     if np.isfinite(d).all() and d @ A @ d <= 9.0 * n * s2:
         return None
-    return streaming.polish(full_pass, q, lb, ub, maxiter=passes)
+    return streaming.polish(full_pass, q, lb, ub, maxiter=passes, lam=lam)
 
 
 def _objective(kern, data, batch_size, seed, nan_policy):

@@ -25,14 +25,15 @@ Two things read the data:
 """
 import concurrent.futures
 import math
-import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from .kernels import stream
 
-__all__ = ["Data", "Kernels", "BufferedBatches", "polish", "covariance"]
+__all__ = ["Data", "Kernels", "BufferedBatches", "Polished", "polish",
+           "covariance"]
 
 #: Default points per chunk of data that do not say (about 24 MB of x, y, w).
 CHUNK = 1 << 20
@@ -514,8 +515,17 @@ def _solve(A, g, lam):
     return d * s
 
 
-def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-5, xtol=1e-12,
-           start=None):
+class Polished(NamedTuple):
+    """What :func:`polish` returns."""
+    p: np.ndarray          # the parameters at the end
+    pass_: tuple           # full_pass at p: (cost, g, A, count)
+    passes: int            # passes made
+    converged: bool
+    lam: float             # the damping at the end (to go on from)
+
+
+def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-4, xtol=1e-12,
+           start=None, lam=1e-3):
     """Levenberg-Marquardt steps on all the data from ``p``.
 
     ``full_pass(p) -> (cost, g, A, count)``; ``start`` is that at ``p``
@@ -524,15 +534,18 @@ def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-5, xtol=1e-12,
     by more than the rounding of its sum, and ``lam`` follows Nielsen's
     rule (shrinks by up to 3x as the gain ratio, actual over predicted
     decrease, approaches 1; doubles its growth at each rejection).
-    Converged, without another pass, when the step would move ``p`` by
-    less than ``setol`` standard errors (``d^T A d <= setol**2 s**2``,
-    ``s**2 = 2 cost / (M - n)``) or by at most ``xtol (xtol + |p|)``; or
-    when no step lowers the cost. At most ``maxiter`` passes. Returns
-    ``(p, (cost, g, A, count), passes, converged)``.
+    Converged when the step would move ``p`` by less than ``setol``
+    standard errors (``d^T A d <= setol**2 s**2``, ``s**2 = 2 cost / (M -
+    n)``) or by at most ``xtol (xtol + |p|)``: that step is taken without
+    another pass (the pass returned is the one before it: its cost, ``g``
+    and ``A`` differ from those at ``p`` by far less than their rounding's
+    consequences); or when no step lowers the cost. At most ``maxiter`` passes; ``lam`` is
+    the first damping (relative to the diagonal). Returns a
+    :class:`Polished`.
     """
     cur = full_pass(p) if start is None else start
     passes = 0 if start is not None else 1
-    lam, grow = 1e-3, 2.0
+    grow = 2.0
     converged = False
     while True:
         cost, g, A, count = cur
@@ -543,6 +556,8 @@ def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-5, xtol=1e-12,
         if (step @ A @ step <= setol ** 2 * s2 or np.linalg.norm(step) <=
                 xtol * (xtol + np.linalg.norm(p))):
             converged = True
+            if np.isfinite(q).all():
+                p = q          # the last, tiny step: taken without a pass
             break
         if passes >= maxiter or not np.isfinite(q).all():
             break
@@ -562,7 +577,7 @@ def polish(full_pass, p, lb, ub, maxiter=100, setol=1e-5, xtol=1e-12,
             if lam > 1e16:
                 converged = True       # no step lowers the cost
                 break
-    return p, cur, passes, converged
+    return Polished(p, cur, passes, converged, lam)
 
 
 def covariance(A, cost, count, n, absolute_sigma):

@@ -349,7 +349,7 @@ def test_polish_from_p0_tries_a_subsample_first(big, reference):
     assert passes == []
     # it ended elsewhere: the subsample's answer is polished on all the data
     wrong = popt + np.array([1.0, -1.0, 0.3])
-    q, cur, n, converged = fitting._polish_from_p0(
+    q, cur, n, converged, _ = fitting._polish_from_p0(
         full_pass, kern, data, np.array(P0), wrong, lb, ub, 300, 0, None)
     assert converged and 1 <= n == len(passes) <= 5
     assert np.all(np.abs(q - popt) < 1e-3 * se)
