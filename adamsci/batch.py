@@ -32,6 +32,7 @@ import numpy as np
 
 from . import _rules
 from . import models as _models
+from .history import netcdf_attr
 from .kernels import fitloop
 
 __all__ = ["fit_batch", "STATUS", "StatusCode"]
@@ -488,9 +489,9 @@ def fit_batch(model, xdata, ydata, p0=None, *, sigma=None, bounds=None,
                    p0="guess" if info["guessed"] else "given")
     attrs = dict(
         model=model.name, method=method, target=target, maxiter=maxiter,
-        tol=tol, absolute_sigma=int(bool(absolute_sigma)),
+        tol=tol, absolute_sigma=netcdf_attr(bool(absolute_sigma)),
         dtype=str(np.dtype(info["dtype"])), n_points=info["n_points"],
-        parallel=int(use_parallel) if target == "cpu" else 0,
+        parallel=netcdf_attr(bool(use_parallel) and target == "cpu"),
         covariance_scaling=("absolute_sigma" if absolute_sigma
                             else "chi2/(n_valid-n_params)"),
         options=json.dumps(options, sort_keys=True),

@@ -116,6 +116,12 @@ def main(points=10_000_000, batch_size=1024, seed=0, out="adamsci-demo",
             else:
                 from . import plot as _plot
                 ax = _plot.convergence(res.history)
+                ax.axhline(info["cost"], color="k", ls="--", lw=1,
+                           label=f"after the polish ({info['npass']} "
+                                 f"passes over all the points)")
+                ax.legend()
+                ax.set_ylabel("cost: half the sum of squared residuals\n"
+                              "(Adam: estimated from its minibatch)")
                 ax.set_title(f"adamsci demo: Adam on minibatches of "
                              f"{batch_size}, {points:,} points")
                 png = os.path.join(out, "convergence.png")

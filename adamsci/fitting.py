@@ -570,7 +570,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     mesg = f"{name or 'the optimizer'}: {res.message}"
     if passes:
         mesg += (f" Polish: {'converged' if converged else 'not converged'}"
-                 f" after {npass - 1} passes over the data.")
+                 f" after {npass} passes over all the data.")
     if passes and polish_p0:
         try:
             found = _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub,
