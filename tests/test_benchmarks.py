@@ -60,6 +60,13 @@ def test_curve_fit_benchmark_quick_path():
         assert len(values) == 3 and all(v == v for v in values), line
     assert "subprocess failed" not in table
     # the NIST table: one row per problem, each error a number, the counts
+    # (when the NIST files are where adamsci.datasets looks for them)
+    from adamsci import datasets
+    try:
+        datasets.nist_strd(curve_fit.NIST_QUICK[0])
+    except FileNotFoundError:
+        assert "NIST StRD: not measured" in table
+        return
     for name in curve_fit.NIST_QUICK:
         line = next(ln for ln in table.splitlines() if ln.startswith(name))
         cells = line.split()
