@@ -419,11 +419,11 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     if not (jac is None or callable(jac) or jac in _FD):
         raise ValueError(f"jac must be a callable, None or one of {_FD}, got "
                          f"{jac!r}")
-    if batch_size not in (None, "auto") and (isinstance(batch_size,
-                                                       (bool, np.bool_))
-                                   or not isinstance(batch_size,
-                                                     numbers.Integral)
-                                   or batch_size < 1):
+    batch_given = not (batch_size is None or (isinstance(batch_size, str)
+                                              and batch_size == "auto"))
+    if batch_given and (isinstance(batch_size, (bool, np.bool_)) or not
+                        isinstance(batch_size, numbers.Integral) or
+                        batch_size < 1):
         raise ValueError(f"batch_size must be an integer >= 1, 'auto' or "
                          f"None, got {batch_size!r}")
     # -- data ----------------------------------------------------------------
@@ -437,7 +437,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     if sigma is not None and not lazy:
         sigma = np.asarray(sigma, dtype=float)
         if sigma.shape == (m, m):
-            if batch_size not in (None, "auto"):
+            if batch_given:
                 raise ValueError("a covariance matrix sigma (M, M) needs all "
                                  "points together: batch_size must be None")
             try:
@@ -496,7 +496,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         raise ValueError(f"method must be one of {_METHODS} or an adamsci "
                          f"minimize method, got {method!r}")
     opts = dict(options)
-    if batch_size == "auto":
+    if not batch_given and batch_size is not None:        # "auto"
         small = data.m <= _AUTO_BATCH or chol is not None
         batch_size = None if small and not lazy else _AUTO_BATCH
     minibatches = batch_size is not None and batch_size < data.m or lazy
