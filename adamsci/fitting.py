@@ -368,8 +368,10 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
         Bad shapes or values, NaN data, ``M < 1``, an unknown loss.
     OSError
         Data read chunk by chunk could not be read (a file that
-        disappeared). During the polish, the exception's ``result`` is the
-        optimizer's OptimizeResult (with its history when recorded).
+        disappeared). The exception keeps what was done: during the
+        optimizer's steps, ``history`` holds the rows recorded so far (with
+        ``record``); during the polish, ``result`` is the optimizer's
+        OptimizeResult, with its history.
     RuntimeError
         The objective became non-finite (status 3), as scipy raises when no
         optimum is found.

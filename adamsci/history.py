@@ -789,7 +789,20 @@ class Session:
         res.history = ds
         return res
 
-    def _attrs(self, res):
+    def interrupted(self, error):
+        """The rows recorded before ``error`` (an exception raised by the
+        objective) ended the run, as a history Dataset without the saved
+        state (so it cannot be resumed); None when not recording."""
+        if not self.every:
+            return None
+        ds = self.rec.to_dataset(copy=True)
+        ds.attrs = self._run_attrs()
+        ds.attrs["message"] = (f"interrupted by {type(error).__name__}: "
+                               f"{error}")
+        return ds
+
+    def _run_attrs(self):
+        """The attributes that do not depend on how the run ended."""
         attrs = {"title": "adamsci optimization history",
                  "method": self.opt.name}
         for k, v in self.opt.hyperparameters.items():
@@ -803,6 +816,10 @@ class Session:
         attrs["first_iteration"] = netcdf_attr(self.offset)
         attrs.update(_versions())
         attrs["start_time"] = self.start_time.isoformat(timespec="seconds")
+        return attrs
+
+    def _attrs(self, res):
+        attrs = self._run_attrs()
         attrs["status"] = int(res.status)
         attrs["success"] = netcdf_attr(bool(res.success))
         attrs["message"] = str(res.message)

@@ -548,31 +548,38 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
             "jac=True or a jitted jac, no callback, and a numeric or "
             "adamsci.schedules learning rate")
     counters = run.counters
-    if can_compile and compiled is not False:
-        start = None if session is None else session.start
-        if start is None:
-            counters["nfev"] = n_calls
-            counters["njev"] = 1
-        B, meta = ((None, None) if recorder is None
-                   else (recorder.B, recorder.meta))
-        try:
-            status, f, g, B = L.compiled_loop(objective, jac_fun, args, run,
-                                              B, meta, start)
-        except L.CompileError as e:
-            if compiled:
-                raise ValueError(f"compiled=True: the loop could not be "
-                                 f"compiled for this objective: {e}") from e
-            warnings.warn(f"the objective is a Numba function but the loop "
-                          f"could not be compiled around it; running the "
-                          f"Python loop ({str(e).splitlines()[0]})",
-                          OptimizeWarning, stacklevel=4)
-            counters["nfev"] = counters["njev"] = 0
-        else:
-            if recorder is not None:
-                recorder.B = B
-    if status is None:
-        status, f, g = _python_loop(run, mode, objective, jac_fun, args,
-                                    fd_method, box, call_back, session, opt)
+    try:
+        if can_compile and compiled is not False:
+            start = None if session is None else session.start
+            if start is None:
+                counters["nfev"] = n_calls
+                counters["njev"] = 1
+            B, meta = ((None, None) if recorder is None
+                       else (recorder.B, recorder.meta))
+            try:
+                status, f, g, B = L.compiled_loop(objective, jac_fun, args,
+                                                  run, B, meta, start)
+            except L.CompileError as e:
+                if compiled:
+                    raise ValueError(f"compiled=True: the loop could not "
+                                     f"be compiled for this objective: "
+                                     f"{e}") from e
+                warnings.warn(f"the objective is a Numba function but the "
+                              f"loop could not be compiled around it; "
+                              f"running the Python loop "
+                              f"({str(e).splitlines()[0]})",
+                              OptimizeWarning, stacklevel=4)
+                counters["nfev"] = counters["njev"] = 0
+            else:
+                if recorder is not None:
+                    recorder.B = B
+        if status is None:
+            status, f, g = _python_loop(run, mode, objective, jac_fun,
+                                        args, fd_method, box, call_back,
+                                        session, opt)
+    except Exception as e:      # from the objective: keep the rows so far
+        _keep_history(e, session)
+        raise
     if status == L.BADGRAD:
         raise ValueError(f"the gradient has shape {np.shape(g)}; x0 has "
                          f"shape ({n},)")
@@ -610,6 +617,18 @@ def _minimize(cls, hyper, fun, x0, args, jac, hess, hessp, bounds,
     if session is not None:
         session.finish(res, run)
     return res
+
+
+def _keep_history(error, session):
+    """Give ``error`` (raised during the run) the history recorded so far,
+    as ``error.history`` (see :meth:`adamsci.history.Session.interrupted`),
+    unless it has one."""
+    if session is None or getattr(error, "history", None) is not None:
+        return
+    try:
+        error.history = session.interrupted(error)
+    except AttributeError:      # an exception type that takes no attributes
+        pass
 
 
 def _python_loop(run, mode, objective, jac_fun, args, fd_method, box,

@@ -545,3 +545,23 @@ def test_progress_bar(capsys):
     minimize(lsq, maxiter=200, learning_rate=0.01, progress=True,
              resume=first.history)
     assert "300/300" in capsys.readouterr().err
+
+
+def test_an_objective_that_raises_keeps_the_rows_recorded():
+    calls = []
+
+    def failing(x):
+        calls.append(1)
+        if len(calls) == 42:
+            raise OSError("the data file went away")
+        return lsq(x)
+    with pytest.raises(OSError, match="went away") as err:
+        minimize(failing, maxiter=100, record=5, learning_rate=0.01)
+    h = err.value.history
+    # evaluations 1..41 were iterations 0..40: rows 0, 5, ..., 40
+    assert h.iteration.values.tolist() == list(range(0, 41, 5))
+    assert "interrupted by OSError" in h.attrs["message"]
+    assert "state_x" not in h            # no saved state: not resumable
+    full = minimize(lsq, maxiter=100, record=5, learning_rate=0.01)
+    np.testing.assert_array_equal(h.x.values,
+                                  full.history.x.values[:h.sizes["iteration"]])

@@ -264,6 +264,12 @@ def test_chunked_bad_input(big):
     res = getattr(err.value, "result", None)
     assert res is not None and res.nit == 1000
     assert res.history.sizes["iteration"] >= 100
+    # during the Adam stage: the rows recorded so far
+    with pytest.raises(OSError, match="ydata.*failed") as err:
+        curve_fit(decay, Recorded(x), Recorded(y, fail_after=adam_reads // 2),
+                  p0=P0, chunk_size=8192, seed=0, record=10)
+    rows = err.value.history.sizes["iteration"]
+    assert 10 <= rows < 100
 
 
 @pytest.mark.slow
