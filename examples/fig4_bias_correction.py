@@ -149,42 +149,86 @@ def _times(w):
 
 def _figure(path, runs, lrs, early, epochs, steps_per_epoch, initial,
             plateau):
-    """The paper's layout: one panel per beta2 (columns) and per time (rows);
-    loss against log10(lr); green with bias correction, red without; solid
-    beta1 = 0.9, dashed beta1 = 0; crosses mark diverged runs (drawn at the
-    initial loss); the dotted line is the loss of the mean image."""
+    """Draw the figure (see :func:`_draw`) and save it to ``path``."""
     plt = pyplot()
-    fig, axes = plt.subplots(2, len(BETA2), figsize=(10, 5.6), sharex=True,
-                             layout="constrained")
-    x = np.log10(lrs)
-    for row, when in enumerate((early, epochs)):
-        for col, b2 in enumerate(BETA2):
-            ax = axes[row, col]
-            for b1, bc in itertools.product(BETA1, (True, False)):
-                y = np.array([runs[b1, b2, bc, lr].at(when) for lr in lrs])
-                bad = ~np.isfinite(y)
-                y = np.where(bad, initial, y)
-                style = dict(color="tab:green" if bc else "tab:red",
-                             ls="-" if b1 else "--", marker="o", ms=3)
-                ax.plot(x, y, label=f"beta1={b1:g}, "
-                        f"{'with' if bc else 'no'} correction", **style)
-                ax.plot(x[bad], y[bad], "x", color=style["color"], ms=9,
-                        mew=2)
-            ax.axhline(plateau, color="gray", ls=":", lw=1)
-            ax.set_yscale("log")
-            ax.set_title(f"beta2={b2:g}, after {when} epoch(s) "
-                         f"({when * steps_per_epoch} steps)", fontsize=9)
-            ax.grid(True, which="both", alpha=0.3)
-            if row == 1:
-                ax.set_xlabel("log10(learning rate)")
-            if col == 0:
-                ax.set_ylabel("reconstruction loss")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Adam with (green) and without (red) bias correction; "
-                 "x = diverged", fontsize=10)
-    fig.savefig(path, dpi=110)
+    fig = _draw(plt, runs, lrs, early, epochs, steps_per_epoch, initial,
+                plateau)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     print(f"figure: {path}")
+
+
+def _draw(plt, runs, lrs, early, epochs, steps_per_epoch, initial, plateau):
+    """The paper's layout: one panel per beta2 (columns) and per time (rows);
+    loss against the learning rate (log scales); green with bias
+    correction, red without; solid beta1 = 0.9, dashed beta1 = 0; the
+    dotted line is the loss of the mean image. A diverged run's line stops
+    and an "x" at the initial loss marks where it diverged (the legend
+    names the marker only when some run diverged).
+
+    Sized for the docs page, which shows it about 660 pixels wide: 7.5
+    inches at 10-12 pt, one shared legend under the panels.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    style = {True: dict(color="tab:green", marker="o"),
+             False: dict(color="tab:red", marker="s", mfc="white")}
+    dash = {0.9: "-", 0.0: "--"}
+    any_bad = False
+    rc = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11,
+          "xtick.labelsize": 10, "ytick.labelsize": 10,
+          "legend.fontsize": 10}
+    with plt.rc_context(rc):
+        fig, axes = plt.subplots(2, len(BETA2), figsize=(7.5, 6.0),
+                                 sharex=True, sharey="row",
+                                 layout="constrained")
+        for row, when in enumerate((early, epochs)):
+            for col, b2 in enumerate(BETA2):
+                ax = axes[row, col]
+                ax.axhline(plateau, color="0.4", ls=":", lw=1.2)
+                for b1, bc in itertools.product(BETA1, (True, False)):
+                    y = np.array([runs[b1, b2, bc, lr].at(when)
+                                  for lr in lrs], float)
+                    bad = ~np.isfinite(y)
+                    ax.plot(lrs, np.where(bad, np.nan, y), ls=dash[b1],
+                            lw=1.6, ms=4, **style[bc])
+                    if bad.any():
+                        any_bad = True
+                        ax.plot(np.asarray(lrs)[bad],
+                                np.full(bad.sum(), initial), "x", ms=10,
+                                mew=2.5, color=style[bc]["color"],
+                                zorder=5, clip_on=False)
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.xaxis.set_major_locator(LogLocator(10, numticks=6))
+                ax.yaxis.set_major_locator(LogLocator(10, subs=(1, 2, 3, 4,
+                                                                 5)))
+                ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.grid(True, which="major", alpha=0.3)
+                if row == 0:
+                    ax.set_title(rf"$\beta_2$ = {b2:g}")
+            n = when * steps_per_epoch
+            axes[row, 0].set_ylabel(
+                f"loss after {when} epoch{'s' if when > 1 else ''}\n"
+                f"({n:,} steps)")
+        axes[-1, len(BETA2) // 2].set_xlabel(r"learning rate $\alpha$")
+        handles = [Line2D([], [], ls=dash[b1], lw=1.6, ms=4, **style[bc],
+                          label=f"{'with' if bc else 'without'} correction, "
+                                rf"$\beta_1$ = {b1:g}")
+                   for bc in (True, False) for b1 in (0.9, 0.0)]
+        handles.append(Line2D([], [], color="0.4", ls=":", lw=1.2,
+                              label="mean-image loss"))
+        if any_bad:
+            handles.append(Line2D([], [], color="0.2", ls="none",
+                                  marker="x", ms=8, mew=2,
+                                  label="diverged (at initial loss)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=3,
+                   frameon=False, columnspacing=1.2, handlelength=2.4)
+        fig.suptitle("Adam with and without bias correction: autoencoder, "
+                     "MNIST 14 x 14", fontsize=12)
+    return fig
 
 
 if __name__ == "__main__":

@@ -174,6 +174,39 @@ def test_train_records_divergence():
     assert len(h.epoch) == len(h.loss) and h.epoch[-1] >= 4
 
 
+@pytest.mark.parametrize("diverge", [False, True])
+def test_fig4_marks_diverged_runs(diverge):
+    # an "x" at the initial loss where a run diverged, named in the legend
+    # only then; the panels' lines stop there
+    pytest.importorskip("matplotlib")
+    import itertools
+    import fig4_bias_correction as ex
+    from _common import History, pyplot
+    lrs, initial = [1e-3, 1e-2, 1e-1], 140.0
+    runs = {}
+    for b1, b2, bc, lr in itertools.product(ex.BETA1, ex.BETA2,
+                                            (True, False), lrs):
+        loss = [initial, 40.0, 30.0]
+        bad = diverge and not bc and b2 == 0.9999 and lr == 0.1
+        if bad:
+            loss[1:] = [np.inf, np.inf]
+        runs[b1, b2, bc, lr] = History([0, 1, 2], loss, None, bad)
+    plt = pyplot()
+    fig = ex._draw(plt, runs, lrs, 1, 2, 100, initial, 50.0)
+    try:
+        texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+        assert any("diverged" in t for t in texts) == diverge
+        assert "diverged" not in fig._suptitle.get_text()
+        for ax in fig.axes:
+            crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+            last = ax is fig.axes[2] or ax is fig.axes[5]   # beta2 = 0.9999
+            assert len(crosses) == (2 if diverge and last else 0)
+            for ln in crosses:
+                assert list(ln.get_xdata()) == [0.1]
+                assert list(ln.get_ydata()) == [initial]
+    finally:
+        plt.close(fig)
+
 def test_make_optimizer_schedules():
     from _common import make_optimizer
     opt = make_optimizer("adam", 0.4, decay=True)
