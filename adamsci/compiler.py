@@ -1,8 +1,8 @@
 r"""The model compiler: a model ``f(x, *params)`` written once, for every fitter.
 
-A model is what :func:`scipy.optimize.curve_fit` takes: ``f(x, *params)``,
+A model is what ``scipy.optimize.curve_fit`` takes: ``f(x, *params)``,
 vectorised over the points (the last axis of ``x``), its parameter names from
-its signature (as :meth:`xarray.DataArray.curvefit` reads them)::
+its signature (as ``xarray.DataArray.curvefit`` reads them)::
 
     def decay(t, amplitude, rate, offset):
         return amplitude * np.exp(-rate * t) + offset
@@ -23,7 +23,7 @@ The body of a ``def`` (or a ``lambda``): assignments to local names (``u, v
 and one ``return`` at the end. Expressions of numbers, the parameters, ``x``
 (or ``x[0]``, ``x[1]``, ...), locals, numeric globals (inlined as
 constants), ``+ - * / **``, conditional expressions and comparisons, and the
-elementwise functions of NumPy, :mod:`math` and :mod:`scipy.special` listed
+elementwise functions of NumPy, ``math`` and ``scipy.special`` listed
 in :data:`FUNCTIONS`. Anything else -- ``if``/``for`` statements, reductions
 (``np.sum``, ``x.mean()``), calls of other functions, array indexing --
 raises :class:`ModelCompileError` naming the construct and the line; a
@@ -910,7 +910,25 @@ def _cache_dir():
 
 
 def import_generated(text, digest):
-    """Write ``text`` to the models' cache folder (once) and import it."""
+    """Write ``text`` to the models' cache folder (once) and import it.
+
+    Parameters
+    ----------
+    text : str
+        The source of a generated module (``CompiledModel.source``).
+    digest : str
+        A short hash of ``text`` (16 hex digits of its SHA-1): names the
+        module ``adamsci_model_<digest>`` and its file in the cache folder
+        (``$ADAMSCI_CACHE_DIR``, else ``adamsci-models`` under
+        ``$NUMBA_CACHE_DIR``, else ``~/.cache/adamsci/models``). A module
+        of that name already imported in this process is returned as is;
+        a file that differs from ``text`` is replaced atomically.
+
+    Returns
+    -------
+    module
+        The imported module (also in ``sys.modules``).
+    """
     name = f"adamsci_model_{digest}"
     mod = sys.modules.get(name)
     if mod is not None:
@@ -938,13 +956,34 @@ def import_generated(text, digest):
 class CompiledModel:
     """A model compiled by :func:`compile_model`.
 
+    Made by :func:`compile_model` (which memoises it per function); not
+    meant to be built by hand.
+
+    Parameters
+    ----------
+    func : callable
+        The user's ``f(x, *params)``.
+    text : str
+        The generated module's source (becomes ``source``).
+    compiler : object
+        The private code generator that produced ``text``; its parameter
+        names, number of parameters, ``xdim`` and the global constants
+        the model read are copied from it.
+    digest : str
+        A short hash of ``text``: the generated module's name and cache
+        file (see :func:`import_generated`).
+
     Attributes
     ----------
     func : callable
         The user's ``f(x, *params)``.
     name : str
+        ``func.__name__``.
     param_names : tuple of str
+        The parameters' names, in the order ``func`` takes them (or as
+        ``param_names`` of :func:`compile_model` gave them).
     n_params : int
+        ``len(param_names)``.
     xdim : int
         Coordinates of a point: 0 when ``x`` is one coordinate (data of
         shape ``(M,)``), ``k`` when the model reads ``x[0] ... x[k-1]``
@@ -955,6 +994,10 @@ class CompiledModel:
     module : module
         That module, imported.
     digest : str
+        16 hex digits of the SHA-1 of ``source``.
+    constants : dict
+        Global (or closure) names the model read, with the float values
+        frozen into the generated code at compile time.
     """
 
     def __init__(self, func, text, compiler, digest):

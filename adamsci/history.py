@@ -2,7 +2,7 @@ r"""Run histories: recording, xarray Datasets, netCDF files and exact resume.
 
 ``minimize(..., method=adamsci.adam, options={"record": k})`` records every
 ``k``-th iteration (``True``: every one) and returns the run's history as
-``res.history``, an :class:`xarray.Dataset`:
+``res.history``, an ``xarray.Dataset``:
 
 ==================  ======================  ===================================
 variable            dims                    meaning
@@ -117,7 +117,7 @@ OPTIONS = {"record": False, "record_params": None, "record_x": True,
 OPTIONS_DOC = """
     record : bool or int, default False
         Record every ``record``-th iteration (True: every one) into
-        ``res.history``, an :class:`xarray.Dataset` (:mod:`adamsci.history`).
+        ``res.history``, an ``xarray.Dataset`` (:mod:`adamsci.history`).
     record_params : sequence of str or int, optional
         Record only these parameters (names or indices) in ``x``, ``grad``
         and ``x_avg``; the norms always cover all parameters.
@@ -179,6 +179,20 @@ def param_names_from_model(f, n=None):
     The names of the positional parameters after the first (the
     independent variable), or None when they cannot be told (``*args``
     models, builtins) or do not number ``n``.
+
+    Parameters
+    ----------
+    f : callable
+        The model, ``f(x, p1, p2, ...)``: a Python function, a lambda or a
+        Numba dispatcher (its ``py_func`` is read).
+    n : int, optional
+        The number of parameters expected (for example ``len(p0)``): names
+        that do not number ``n`` give None. Default: any number.
+
+    Returns
+    -------
+    list of str or None
+        The names, or None when they cannot be told.
 
     Examples
     --------
@@ -273,9 +287,10 @@ def _every(record):
 class Recorder:
     """Rows of a run's history in a preallocated array that doubles.
 
-    The minimize loop appends with the compiled :func:`adamsci._record.
-    record_row` (no Python object per row); :meth:`append` is the same from
-    Python, for loops of your own. :meth:`to_dataset` builds the Dataset.
+    The minimize loop appends with the compiled ``record_row`` of the
+    private module ``adamsci._record`` (no Python object per row);
+    :meth:`append` is the same from Python, for loops of your own.
+    :meth:`to_dataset` builds the Dataset.
 
     Parameters
     ----------
@@ -299,6 +314,12 @@ class Recorder:
         Iterations done before (a resumed run).
     capacity : int, default 64
         Rows allocated at first.
+    scale : array_like of shape (n,), optional
+        The run's ``x_scale``, when the optimizer works on ``y = x /
+        x_scale``: the raw temporal average it keeps is then in those
+        units, and ``x_avg`` is recorded multiplied by ``scale`` (in the
+        units of ``x``). The parameters and gradients appended are
+        recorded as given. Default None: no scaling.
 
     Examples
     --------
@@ -401,11 +422,11 @@ class Recorder:
 
     # -- the Dataset --------------------------------------------------------
     def to_dataset(self, copy=True, data=None, coords=None):
-        """The recorded rows as an :class:`xarray.Dataset`.
+        """The recorded rows as an ``xarray.Dataset``.
 
         ``copy=False`` gives float64 variables that are views of the buffer
         (no new memory; the buffer must then not be reused). ``data`` and
-        ``coords`` add variables (as for :class:`xarray.Dataset`).
+        ``coords`` add variables (as for ``xarray.Dataset``).
         """
         import xarray as xr
         r = self.rows
@@ -494,6 +515,17 @@ def netcdf_attr(value):
     (schedules, callables) their ``repr``. None (an option left unset)
     stays None: such an attribute is left out, not written.
 
+    Parameters
+    ----------
+    value : object
+        An option's or a result's value: None, a bool, a number, a str, a
+        list, tuple, dict or ndarray (JSON-encoded), or any other object.
+
+    Returns
+    -------
+    int, float, str or None
+        The value to store as a netCDF attribute (None: store none).
+
     Examples
     --------
     >>> from adamsci.history import netcdf_attr
@@ -543,8 +575,20 @@ def _versions():
 def open_history(path, **kwargs):
     """Read a history saved with ``to_netcdf`` fully into memory.
 
-    The file is closed on return (so it can be overwritten later); keyword
-    arguments go to :func:`xarray.open_dataset`.
+    The file is closed on return (so it can be overwritten later).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The netCDF file (written by ``res.history.to_netcdf(path)``).
+    **kwargs
+        Passed on to ``xarray.open_dataset`` (``engine=``, ``group=``,
+        ...).
+
+    Returns
+    -------
+    xarray.Dataset
+        The history, loaded into memory.
     """
     import xarray as xr
     with xr.open_dataset(path, **kwargs) as ds:

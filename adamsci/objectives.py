@@ -7,8 +7,10 @@ method=adamsci.adam)``.
 
 Batches are reproducible: the order of epoch ``e`` is a permutation drawn
 from ``numpy.random.default_rng([seed, e])``, so the whole position in the
-data stream is three integers (:meth:`MinibatchObjective.get_state`) and a
-run can be resumed exactly with :meth:`MinibatchObjective.set_state`.
+data stream is three integers (:meth:`MinibatchObjective.get_state
+<adamsci.MinibatchObjective.get_state>`) and a run can be resumed exactly
+with :meth:`MinibatchObjective.set_state
+<adamsci.MinibatchObjective.set_state>`.
 """
 import numbers
 import operator
@@ -44,8 +46,8 @@ class MinibatchObjective:
         points in their order (batches are then views of NumPy data).
     seed : int or None, default None
         Seed of the shuffles (an int >= 0). None draws one from fresh OS
-        entropy; it is then available as :attr:`seed`, so every run can be
-        replayed.
+        entropy; it is then available as the attribute ``seed``, so every
+        run can be replayed.
     reduction : {"mean", "sum"}, default "mean"
         How ``fun`` reduces over a batch; it tells :meth:`full` how to
         combine batches (size-weighted mean, or plain sum).

@@ -46,6 +46,21 @@ def smooth(values, window):
     are skipped (they do not enter the average). ``window <= 1`` returns a
     copy.
 
+    Parameters
+    ----------
+    values : array_like, 1-D
+        The series to smooth (a loss per iteration, say); converted to
+        float64.
+    window : float
+        The span of the average in points, as pandas' ``ewm(span=...)``:
+        decay ``1 - 2 / (window + 1)``. ``window <= 1``: no smoothing.
+
+    Returns
+    -------
+    ndarray of float64
+        The smoothed series, of the same length; NaN until the first
+        point that is not NaN.
+
     Examples
     --------
     >>> from adamsci.plot import smooth
