@@ -2,8 +2,8 @@
 
 Also checked on the built pages: numpydoc met no section it does not know
 (it only warns, which ``-W`` does not catch), every public function and
-class has a page of its own, and the code blocks of the getting-started
-and examples pages are no wider than the default theme (alabaster) shows
+class has a page of its own, and the code blocks of the getting-started,
+examples and user-guide pages are no wider than the default theme (alabaster) shows
 without cutting them (about 68 characters at its default font size).
 """
 import html
@@ -37,7 +37,8 @@ def test_sphinx_build_without_warnings(tmp_path):
     assert (out / "algorithms.html").exists()
     assert "Unknown section" not in proc.stderr, proc.stderr[-4000:]
     _check_api_pages(out)
-    for page in ("getting_started.html", "examples.html"):
+    for page in ("getting_started.html", "examples.html",
+                 "user_guide.html"):
         _check_code_width(out / page)
 
 
