@@ -128,16 +128,28 @@ def _title(ax, title, default):
         ax.set_title(str(title))
 
 
-def _legend(ax, n, handles=None):
-    """A legend that keeps off the data: inside where matplotlib finds room
-    (``best``, on a nearly opaque frame), outside on the right when it is
-    long."""
+def _legend(ax, n, handles=None, loc="best"):
+    """A legend that keeps off the data: inside at ``loc`` (``best``: where
+    matplotlib finds room) on a nearly opaque frame, outside on the right
+    when it is long."""
     kw = {} if handles is None else {"handles": handles}
     if n > 8:
         return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0),
                          borderaxespad=0.0, ncol=1 + (n - 1) // 20,
                          fontsize="small", **kw)
-    return ax.legend(loc="best", framealpha=0.9, **kw)
+    return ax.legend(loc=loc, framealpha=0.9, **kw)
+
+
+def _emptiest_corner(ax, x, y):
+    """The corner of ``ax`` farthest from the points ``(x, y)`` (in axes
+    fractions): where a legend covers none of them."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    u = (np.asarray(x, float) - x0) / (x1 - x0)
+    v = (np.asarray(y, float) - y0) / (y1 - y0)
+    corners = {"upper right": (1, 1), "upper left": (0, 1),
+               "lower left": (0, 0), "lower right": (1, 0)}
+    return max(corners, key=lambda k: np.min(np.hypot(
+        u - corners[k][0], v - corners[k][1])))
 
 
 def _fun_name(fun):
@@ -436,5 +448,8 @@ def path2d(history, fun=None, params=None, ax=None, *, grid=200, levels=25,
         shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
         default += f"\n({shown} at the final values)"
     _title(ax, title, default)
-    _legend(ax, len(ax.get_legend_handles_labels()[1]))
+    # in the corner farthest from the path: "best" counts neither the
+    # contours nor the markers' size, and put it over the end star
+    corner = _emptiest_corner(ax, px, py)
+    _legend(ax, len(ax.get_legend_handles_labels()[1]), loc=corner)
     return ax

@@ -185,6 +185,16 @@ def test_path2d_contours_the_function_around_the_path():
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "c")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "path", "start", "end"]
+    # the legend covers none of the path's points (nor the end star)
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    pts = ax.transData.transform(np.column_stack([path.get_xdata(),
+                                                  path.get_ydata()]))
+    inside = ((pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) &
+              (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1))
+    assert not inside.any()
+    star = end.get_window_extent(fig.canvas.get_renderer())
+    assert not box.overlaps(star)
     # the mesh covers the path
     xs = np.array([c[0] for c in calls])
     assert xs.min() < path.get_xdata().min() and \
