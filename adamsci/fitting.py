@@ -554,18 +554,9 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     p1 = res.x_avg if getattr(res, "x_avg", None) is not None else res.x
     p1 = np.asarray(p1, dtype=float)
     # -- stage 2: the polish, and the covariance -------------------------------
-    def full_pass(p):
-        return kern.full_pass(p, data, nan_policy)
     try:
-        sub = data.subsample(_SUBSAMPLE, seed) if passes else data
-        lam = 1e-3
-        if sub is not data:    # the first steps are as good on a subsample
-            first = streaming.polish(
-                lambda p: kern.full_pass(p, sub, nan_policy), p1, lb, ub,
-                maxiter=passes)
-            p1, lam = first.p, first.lam
-        popt, (cost, _, A, count), npass, converged, _ = streaming.polish(
-            full_pass, p1, lb, ub, maxiter=passes, lam=lam)
+        popt, (cost, _, A, count), npass, converged, from_p0 = _polish(
+            kern, data, p1, p0, lb, ub, passes, polish_p0, seed, nan_policy)
     except OSError as e:       # the data could not be read: keep Adam's run
         e.result = res
         raise
@@ -573,19 +564,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     if passes:
         mesg += (f" Polish: {'converged' if converged else 'not converged'}"
                  f" after {npass} passes over all the data.")
-    if passes and polish_p0:
-        try:
-            found = _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub,
-                                    passes, seed, nan_policy)
-        except OSError as e:
-            e.result = res
-            raise
-        if found is not None and found.pass_[0] < cost:
-            popt, (cost, _, A, count) = found.p, found.pass_
-            converged = found.converged
-            mesg += " The polish from p0 reached a lower cost: its result."
-        if found is not None:
-            npass += found.passes
+    if from_p0:
+        mesg += " The polish from p0 reached a lower cost: its result."
     pcov = streaming.covariance(A, cost, count, n, absolute_sigma)
     if pcov is None or np.isnan(pcov).any():
         pcov = np.full((n, n), np.inf)
@@ -605,27 +585,58 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False,
     return popt, pcov
 
 
-def _polish_from_p0(full_pass, kern, data, p0, popt, lb, ub, passes, seed,
-                    nan_policy):
-    """Levenberg-Marquardt from ``p0``: on a subsample of ``_SUBSAMPLE``
-    points first (all of them when fewer); on all the data only when the
-    subsample's answer lies outside 3 of its standard errors per parameter
-    from ``popt`` (another minimum). Returns the
-    :class:`~adamsci.streaming.Polished` on all the data, or None (the same
-    minimum as ``popt``)."""
-    n = popt.size
-    start = np.clip(p0, lb, ub)
-    sub = data.subsample(_SUBSAMPLE, seed)     # the same points as before
-    if sub is data:
-        return streaming.polish(full_pass, start, lb, ub, maxiter=passes)
+def _polish(kern, data, p1, p0, lb, ub, passes, polish_p0, seed,
+            nan_policy):
+    """Stage 2 from the optimizer's end point ``p1``: ``(p, pass at p,
+    passes over all the data, converged, won from p0)``.
+
+    Levenberg-Marquardt from ``p1``, its first steps on a subsample of
+    ``_SUBSAMPLE`` points; then, with ``polish_p0``, from ``p0``: on the
+    subsample first, on all the data only when it ends outside 3 of the
+    subsample's standard errors per parameter from the first answer
+    (another minimum); the lower cost wins. No polish (``passes`` 0): one
+    pass at ``p1``."""
+    def on(d):
+        return lambda p: kern.full_pass(p, d, nan_policy)
+    full = on(data)
+    if not passes:
+        return p1, full(p1), 1, False, False
+    sub = data.subsample(_SUBSAMPLE, seed)
+    lam = 1e-3
+    if sub is not data:        # the first steps are as good on a subsample
+        first = streaming.polish(on(sub), p1, lb, ub, maxiter=passes)
+        p1, lam = first.p, first.lam
+    best = streaming.polish(full, p1, lb, ub, maxiter=passes, lam=lam)
+    npass = best.passes
+    if not polish_p0:
+        return best.p, best.pass_, npass, best.converged, False
+    other = _polish_from_p0(full, on(sub), sub is data, np.clip(p0, lb, ub),
+                            best.p, lb, ub, passes)
+    if other is None:
+        return best.p, best.pass_, npass, best.converged, False
+    npass += other.passes
+    if other.pass_[0] < best.pass_[0]:
+        return other.p, other.pass_, npass, other.converged, True
+    return best.p, best.pass_, npass, best.converged, False
+
+
+def _polish_from_p0(full, on_sub, all_points, start, popt, lb, ub, passes):
+    """Levenberg-Marquardt from ``start``: with ``on_sub``, the pass over
+    a subsample (``all_points``: the subsample is all the data), first;
+    on all the data (``full``) only when it ends outside 3 of the
+    subsample's standard errors per parameter from ``popt`` (another
+    minimum). Returns the :class:`~adamsci.streaming.Polished` on all the
+    data, or None (the same minimum as ``popt``)."""
+    if all_points:
+        return streaming.polish(full, start, lb, ub, maxiter=passes)
     q, (cost, _, A, count), _, _, lam = streaming.polish(
-        lambda p: kern.full_pass(p, sub, nan_policy), start, lb, ub,
-        maxiter=passes)
+        on_sub, start, lb, ub, maxiter=passes)
     d = q - popt
+    n = d.size
     s2 = 2.0 * cost / (count - n) if count > n else np.inf
     if np.isfinite(d).all() and d @ A @ d <= 9.0 * n * s2:
         return None
-    return streaming.polish(full_pass, q, lb, ub, maxiter=passes, lam=lam)
+    return streaming.polish(full, q, lb, ub, maxiter=passes, lam=lam)
 
 
 def _objective(kern, data, batch_size, seed, nan_policy):

@@ -85,6 +85,17 @@ def is_lazy(a):
         hasattr(a, "dtype") and not hasattr(a, "__array_function__")
 
 
+def kernel_arrays(x, y, sigma):
+    """The kernels' layout of points ``x`` (L,) or (k, L), ``y`` and
+    ``sigma`` (or None): ``(X (1, max(k, 1), L), Y, W)`` with ``W = 1 /
+    sigma**2``, or ``W (0,)`` when unweighted."""
+    X = x.reshape(1, 1, -1) if x.ndim == 1 else x[None]
+    if sigma is None:
+        return X, y, np.empty(0)
+    with np.errstate(divide="ignore"):
+        return X, y, 1.0 / np.asarray(sigma, dtype=np.float64) ** 2
+
+
 class Data:
     """The points of a fit: ``x`` (M,) or (k, M), ``y`` (M,), ``sigma``
     (M,) or None; every argument a NumPy array or a lazy array.
@@ -178,14 +189,9 @@ class Data:
         lo, hi = self.bounds[i]
         x = self._read_one(self.x, lo, hi, "xdata")
         y = self._read_one(self.y, lo, hi, "ydata")
-        X = x.reshape(1, 1, -1) if x.ndim == 1 else x[None]
-        if self.sigma is None:
-            W = np.empty(0)
-        else:
-            s = self._read_one(self.sigma, lo, hi, "sigma")
-            with np.errstate(divide="ignore"):
-                W = 1.0 / (np.asarray(s, dtype=np.float64) ** 2)
-        return X, y, W
+        s = None if self.sigma is None else self._read_one(self.sigma, lo,
+                                                           hi, "sigma")
+        return kernel_arrays(x, y, s)
 
     def subsample(self, n, seed):
         """A :class:`Data` in memory of ``n`` points drawn without
@@ -350,18 +356,12 @@ def _sum(results, n):
     return cost, g, A, count
 
 
-def _block_pass(text, digest, X, Y, W, p, loss, f_scale, omit, check):
+def _block_pass(text, digest, X, Y, sigma, p, loss, f_scale, omit, check):
     """One dask chunk's pass (runs on a dask worker)."""
     from .compiler import import_generated
     mod = import_generated(text, digest)
-    X = np.asarray(X, dtype=np.float64)
-    X = X.reshape(1, 1, -1) if X.ndim == 1 else X[None]
-    Y = np.asarray(Y, dtype=np.float64)
-    if W is None:
-        W = np.empty(0)
-    else:
-        with np.errstate(divide="ignore"):
-            W = 1.0 / np.asarray(W, dtype=np.float64) ** 2
+    X, Y, W = kernel_arrays(np.asarray(X, dtype=np.float64),
+                            np.asarray(Y, dtype=np.float64), sigma)
     n = p.size
     g = np.zeros(n)
     A = np.zeros((n, n))

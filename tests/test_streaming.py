@@ -348,14 +348,19 @@ def test_polish_from_p0_tries_a_subsample_first(big, reference):
     def full_pass(p):
         passes.append(1)
         return kern.full_pass(p, data, None)
+    sub = data.subsample(fitting._SUBSAMPLE, 0)
+    assert sub is not data
+
+    def sub_pass(p):
+        return kern.full_pass(p, sub, None)
     lb, ub = np.full(3, -np.inf), np.full(3, np.inf)
     # the optimizer ended at the minimum: nothing to do on all the data
-    assert fitting._polish_from_p0(full_pass, kern, data, np.array(P0),
-                                   popt, lb, ub, 300, 0, None) is None
+    assert fitting._polish_from_p0(full_pass, sub_pass, False, np.array(P0),
+                                   popt, lb, ub, 300) is None
     assert passes == []
     # it ended elsewhere: the subsample's answer is polished on all the data
     wrong = popt + np.array([1.0, -1.0, 0.3])
     q, cur, n, converged, _ = fitting._polish_from_p0(
-        full_pass, kern, data, np.array(P0), wrong, lb, ub, 300, 0, None)
+        full_pass, sub_pass, False, np.array(P0), wrong, lb, ub, 300)
     assert converged and 1 <= n == len(passes) <= 5
     assert np.all(np.abs(q - popt) < 1e-3 * se)
