@@ -55,7 +55,7 @@ from numba import njit
 from .._jit import JIT
 
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan", "poisson")
-POISSON = 5
+LINEAR, SOFT_L1, HUBER, CAUCHY, ARCTAN, POISSON = range(len(LOSSES))
 
 #: The smallest mean of the Poisson loss (a model at or below 0 is clipped).
 MU_MIN = 1e-12
@@ -83,14 +83,14 @@ def loss_terms(f, y, w, loss, f_scale):
         return cost, 1.0 - y / mu, 1.0 / mu
     r = (f - y)
     z = w * r * r / (f_scale * f_scale)
-    if loss == 0:
+    if loss == LINEAR:
         d = 1.0
         rho = z
-    elif loss == 1:
+    elif loss == SOFT_L1:
         s = math.sqrt(1.0 + z)
         rho = 2.0 * (s - 1.0)
         d = 1.0 / s
-    elif loss == 2:
+    elif loss == HUBER:
         if z <= 1.0:
             rho = z
             d = 1.0
@@ -98,10 +98,10 @@ def loss_terms(f, y, w, loss, f_scale):
             s = math.sqrt(z)
             rho = 2.0 * s - 1.0
             d = 1.0 / s
-    elif loss == 3:
+    elif loss == CAUCHY:
         rho = math.log1p(z)
         d = 1.0 / (1.0 + z)
-    else:
+    else:                                # ARCTAN
         rho = math.atan(z)
         d = 1.0 / (1.0 + z * z)
     return 0.5 * f_scale * f_scale * rho, d * w * r, d * w
